@@ -1,0 +1,3 @@
+"""Event-sourced reconciliation of e-meterai payments, issuance and refunds."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,109 @@
+"""The `reconciler` command line: reconcile a file, run the demo day, export the contract."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from reconciler.config import ConfigError, load_rules
+from reconciler.ingest.jsonl import UnreadableInputError
+from reconciler.progress import counting_progress
+from reconciler.reconcile import reconcile_file
+from reconciler.report import build_report, print_report
+from reconciler.schemas import export_schemas
+from reconciler.store import open_store
+
+app = typer.Typer(
+    help="Event-sourced reconciliation of e-meterai payments: every rupiah ends "
+    "delivered or returned.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+events_app = typer.Typer(help="The event contract for producers.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+EXIT_UNREADABLE = 2
+
+
+class OutputFormat(StrEnum):
+    """How `reconcile` prints its report."""
+
+    JSON = "json"
+    TABLE = "table"
+
+
+def _parse_until(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"not an ISO 8601 timestamp: {text!r}"
+        raise typer.BadParameter(msg, param_hint="--until") from None
+    if until.utcoffset() is None:
+        msg = f"{text!r} has no UTC offset"
+        raise typer.BadParameter(msg, param_hint="--until")
+    return until
+
+
+@app.command()
+def reconcile(
+    events: Annotated[Path, typer.Argument(help="JSONL file of events, in log order.")],
+    until: Annotated[
+        str | None, typer.Option(help="Append a final clock tick at this ISO 8601 time.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Rule settings (TOML or JSON; SPEC names, seconds).")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="json for machines, table for people.")
+    ] = OutputFormat.JSON,
+    store: Annotated[
+        str, typer.Option(help="Log store URL; keep the log with sqlite:///PATH.")
+    ] = "sqlite://:memory:",
+) -> None:
+    """Reconcile a file of events and print what the engine decided."""
+    until_at = _parse_until(until)
+    err = Console(stderr=True)
+    try:
+        rules = load_rules(config)
+    except ConfigError as error:
+        err.print(f"reconciler: {error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    log = open_store(store)
+    try:
+        with counting_progress(err, f"reconciling {events.name}") as advance:
+            run = reconcile_file(events, rules, log, until=until_at, progress=advance)
+    except UnreadableInputError as error:
+        err.print(f"reconciler: {error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    finally:
+        log.close()
+    report = build_report(run.engine.state, run.decisions, run.rejections)
+    if output_format is OutputFormat.JSON:
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    else:
+        print_report(report, Console())
+
+
+@events_app.command("export")
+def export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the JSON Schemas.")] = Path(
+        "events"
+    ),
+) -> None:
+    """Write a JSON Schema per event type and version into DIRECTORY."""
+    for path in export_schemas(directory):
+        typer.echo(str(path))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""The pure core: event models, state, the decider and its rules. No I/O here."""

@@ -1,0 +1,181 @@
+"""The facts from outside, as frozen, strictly validated pydantic models.
+
+One model per event type and schema version. The ingest boundary strips fields a
+producer added beyond the contract (they are kept in the raw record) and validates the
+rest with these models: a JSON string where an integer is due is a wrong type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, model_validator
+
+EventId = Annotated[str, Field(min_length=1, max_length=128)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+Rupiah = Annotated[int, Field(ge=0, le=10**15)]
+PositiveRupiah = Annotated[int, Field(gt=0, le=10**15)]
+
+
+def _parse_iso(value: object) -> datetime:
+    """Accept an ISO 8601 string (or a datetime already parsed), nothing else."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        msg = "timestamp must be an ISO 8601 string"
+        raise ValueError(msg)  # noqa: TRY004 - pydantic reports ValueError as a field error
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"not an ISO 8601 timestamp: {value[:40]!r}"
+        raise ValueError(msg) from None
+
+
+def _require_offset(value: datetime) -> datetime:
+    """Reject naive timestamps: the SPEC says every timestamp carries its offset."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        msg = "timestamp must carry a UTC offset"
+        raise ValueError(msg)
+    return value
+
+
+AwareDatetime = Annotated[datetime, BeforeValidator(_parse_iso), AfterValidator(_require_offset)]
+PaymentMethod = Literal["QRIS", "VA", "EWALLET", "CARD"]
+PaymentSource = Literal["callback", "settlement", "inquiry"]
+
+
+class Fact(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    event_id: EventId
+    version: Literal[1]
+    occurred_at: AwareDatetime
+
+
+class OrderPlaced(Fact):
+    """A buyer ordered stamps on the portal."""
+
+    type: Literal["OrderPlaced"] = "OrderPlaced"
+    order_id: Identifier
+    customer_ref: str
+    quantity: Annotated[int, Field(ge=1, le=100)]
+    unit_price: PositiveRupiah
+    unit_fee: Rupiah
+    total: PositiveRupiah
+    expires_at: AwareDatetime
+    channel: str
+
+    @model_validator(mode="after")
+    def _total_is_consistent(self) -> OrderPlaced:
+        expected = self.quantity * (self.unit_price + self.unit_fee)
+        if self.total != expected:
+            msg = f"total {self.total} != quantity*(unit_price+unit_fee) = {expected}"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def unit_total(self) -> int:
+        """What one stamp costs the buyer, duty and fee together."""
+        return self.unit_price + self.unit_fee
+
+
+class OrderCancelled(Fact):
+    """The customer or the portal cancelled an order."""
+
+    type: Literal["OrderCancelled"] = "OrderCancelled"
+    order_id: Identifier
+    reason: str
+
+
+class PaymentDebited(Fact):
+    """One debit of the payer's money, possibly reported by several sources."""
+
+    type: Literal["PaymentDebited"] = "PaymentDebited"
+    payment_id: Identifier
+    order_id: Identifier | None
+    amount: PositiveRupiah
+    method: PaymentMethod
+    payer_ref: str
+    source: PaymentSource
+
+
+class StampIssued(Fact):
+    """Stamps were delivered to the buyer."""
+
+    type: Literal["StampIssued"] = "StampIssued"
+    order_id: Identifier
+    serial_numbers: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=1000)]
+    command_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _serials_are_unique(self) -> StampIssued:
+        if len(set(self.serial_numbers)) != len(self.serial_numbers):
+            msg = "serial_numbers must be unique"
+            raise ValueError(msg)
+        return self
+
+
+class StampIssuanceFailed(Fact):
+    """The issuer refused or broke."""
+
+    type: Literal["StampIssuanceFailed"] = "StampIssuanceFailed"
+    order_id: Identifier
+    reason: str
+    retryable: bool
+    command_id: Identifier | None = None
+
+
+class RefundSucceeded(Fact):
+    """Money is back with the payer."""
+
+    type: Literal["RefundSucceeded"] = "RefundSucceeded"
+    refund_id: Identifier
+    payment_id: Identifier
+    amount: PositiveRupiah
+    psp_refund_ref: str
+
+
+class RefundFailed(Fact):
+    """The payment provider could not return the money."""
+
+    type: Literal["RefundFailed"] = "RefundFailed"
+    refund_id: Identifier
+    payment_id: Identifier
+    reason: str
+    retryable: bool
+
+
+class ClockTicked(Fact):
+    """The engine's clock advanced; the only thing that moves time."""
+
+    type: Literal["ClockTicked"] = "ClockTicked"
+    at: AwareDatetime
+
+
+AnyFact: TypeAlias = (
+    OrderPlaced
+    | OrderCancelled
+    | PaymentDebited
+    | StampIssued
+    | StampIssuanceFailed
+    | RefundSucceeded
+    | RefundFailed
+    | ClockTicked
+)
+
+FACT_MODELS: dict[tuple[str, int], type[Fact]] = {
+    (model.model_fields["type"].default, 1): model
+    for model in (
+        OrderPlaced,
+        OrderCancelled,
+        PaymentDebited,
+        StampIssued,
+        StampIssuanceFailed,
+        RefundSucceeded,
+        RefundFailed,
+        ClockTicked,
+    )
+}

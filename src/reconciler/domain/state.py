@@ -1,0 +1,145 @@
+"""What the decider remembers between facts: orders, debits, refunds, attempts, timers.
+
+Mutable by design: the decider updates one `State` in place, since copying the whole
+state for every fact would cost more than the rules themselves. Nothing here does I/O,
+so a state rebuilt from the same log is the same state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from reconciler.domain.decisions import Case
+    from reconciler.domain.events import Fact
+
+
+class RefundStatus(Enum):
+    """Where a commanded refund stands."""
+
+    AWAITING_RESULT = "awaiting_result"
+    AWAITING_RETRY = "awaiting_retry"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+PENDING_REFUND = (RefundStatus.AWAITING_RESULT, RefundStatus.AWAITING_RETRY)
+
+
+@dataclass(slots=True)
+class Refund:
+    """One refund per (payment, reason); retried under the same id."""
+
+    refund_id: str
+    payment_id: str
+    order_id: str | None
+    amount: int
+    reason: Case
+    attempt: int = 1
+    status: RefundStatus = RefundStatus.AWAITING_RESULT
+    refunded: int = 0
+
+    @property
+    def pending(self) -> bool:
+        """Commanded and not yet settled either way."""
+        return self.status in PENDING_REFUND
+
+
+@dataclass(slots=True)
+class Debit:
+    """One debit of a payer's money, however many sources reported it."""
+
+    payment_id: str
+    order_id: str | None
+    amount: int
+    recorded_at: datetime
+    refund: Refund | None = None
+    orphan: bool = False
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One issuance command and whether its result is still awaited."""
+
+    number: int
+    command_id: str
+    quantity: int
+    open: bool = True
+
+
+@dataclass(slots=True)
+class Order:
+    """An order as the engine knows it; `placed` is False for ids seen only in other facts."""
+
+    order_id: str
+    placed: bool = False
+    quantity: int = 0
+    unit_total: int = 0
+    total: int = 0
+    expires_at: datetime | None = None
+    cancelled: bool = False
+    debits: list[Debit] = field(default_factory=list)
+    payment: Debit | None = None
+    paid_at: datetime | None = None
+    delivered: int = 0
+    first_delivery_at: datetime | None = None
+    attempts: int = 0
+    open_attempt: Attempt | None = None
+    # Set once a refund was commanded for the stamps not delivered (rules 2, 6, 9):
+    # from then on a delivery is a double remedy (rule 10).
+    undelivered_refunded: bool = False
+    cases: list[Case] = field(default_factory=list)
+    escalations: list[str] = field(default_factory=list)
+    unmatched_failures: int = 0
+
+
+class TimerKind(Enum):
+    """The deadlines SPEC defines, each checked again when it falls due."""
+
+    ISSUE_SLA = 1
+    ATTEMPT_TIMEOUT = 2
+    ORPHAN_WINDOW = 3
+    PAYMENT_GRACE = 4
+    REFUND_RETRY = 5
+
+
+@dataclass(slots=True)
+class State:
+    """Everything the rules need; the clock is the last tick's `at`."""
+
+    clock: datetime | None = None
+    before_first_tick: list[Fact] = field(default_factory=list)
+    orders: dict[str, Order] = field(default_factory=dict)
+    payments: dict[str, Debit] = field(default_factory=dict)
+    # Debits naming an order not (yet) placed, waiting out ORPHAN_WINDOW, by order id;
+    # those with no order id at all wait under the empty key.
+    orphans: dict[str, list[Debit]] = field(default_factory=dict)
+    refunds: dict[str, Refund] = field(default_factory=dict)
+    serials: set[str] = field(default_factory=set)
+    escalated: set[str] = field(default_factory=set)
+    timers: list[tuple[datetime, int, TimerKind, str, int]] = field(default_factory=list)
+    timer_seq: int = 0
+
+    def order(self, order_id: str) -> Order:
+        """The order with this id, created as not placed if never seen."""
+        found = self.orders.get(order_id)
+        if found is None:
+            found = self.orders[order_id] = Order(order_id)
+        return found
+
+    def schedule(self, due: datetime, kind: TimerKind, key: str, token: int = 0) -> None:
+        """Arm a deadline; it is checked at the first tick whose `at` is >= `due`."""
+        self.timer_seq += 1
+        heapq.heappush(self.timers, (due, self.timer_seq, kind, key, token))
+
+    def pop_due(self) -> tuple[TimerKind, str, int] | None:
+        """The earliest deadline that has fallen due at the current clock, if any."""
+        if not self.timers or self.clock is None or self.timers[0][0] > self.clock:
+            return None
+        _, _, kind, key, token = heapq.heappop(self.timers)
+        return kind, key, token

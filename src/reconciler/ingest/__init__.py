@@ -1,0 +1,1 @@
+"""The boundary where producers' bytes become facts or dead letters."""

@@ -1,0 +1,77 @@
+"""Turn one producer record into a validated fact, or a rejection that says why.
+
+Bad input is data: the caller keeps every rejection with its reason. Fields beyond the
+contract are kept in the raw record and not passed to the engine's models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.domain.events import FACT_MODELS, Fact
+
+MAX_RECORD_BYTES = 1 << 20
+_KNOWN_TYPES = sorted({name for name, _ in FACT_MODELS})
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that is not a valid fact, and the reason, naming the field."""
+
+    reason: str
+
+
+def parse_record(raw: bytes | str) -> Fact | Rejected:
+    """Decode and validate one record; never raises on bad input."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return Rejected(f"record is {len(raw)} bytes, more than the {MAX_RECORD_BYTES} allowed")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        return Rejected(f"not JSON: {_short(str(error))}")
+    if not isinstance(data, dict):
+        return Rejected(f"not a JSON object but {type(data).__name__}")
+    return validate_object(data)
+
+
+def validate_object(data: dict[str, Any]) -> Fact | Rejected:
+    """Validate a decoded JSON object against the model of its type and version."""
+    kind = data.get("type")
+    if kind is None:
+        return Rejected("field 'type': missing")
+    version = data.get("version")
+    if version is None:
+        return Rejected("field 'version': missing")
+    if not isinstance(kind, str):
+        return Rejected(f"field 'type': expected a string, got {type(kind).__name__}")
+    if type(version) is not int:
+        return Rejected(f"field 'version': expected an integer, got {type(version).__name__}")
+    model = FACT_MODELS.get((kind, version))
+    if model is None:
+        if not any(name == kind for name, _ in FACT_MODELS):
+            return Rejected(f"field 'type': unknown type {_short(kind)!r}; known: {_KNOWN_TYPES}")
+        return Rejected(f"field 'version': unsupported version {version} of {kind}")
+    known = {key: value for key, value in data.items() if key in model.model_fields}
+    try:
+        return model.model_validate(known)
+    except ValidationError as error:
+        return Rejected(f"{kind}: {describe(error)}")
+
+
+def describe(error: ValidationError) -> str:
+    """Name each failing field and why, briefly, in a stable order."""
+    parts = []
+    for detail in error.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in detail["loc"])
+        message = detail["msg"].removeprefix("Value error, ")
+        parts.append(f"field '{location}': {message}" if location else message)
+    return "; ".join(parts)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """Keep reasons readable when the input is huge."""
+    return text if len(text) <= limit else text[:limit] + "..."
