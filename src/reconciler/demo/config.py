@@ -1,0 +1,122 @@
+"""What the demo day looks like: its size, its calendar and how often each thing goes wrong.
+
+The defaults paint the September 2024 CASN registration peak: one national portal selling
+e-meterai at Rp 10,000 duty plus Rp 2,500 fee, a morning rush that the stamp issuer could
+not carry, payment webhooks lost under the load, and people paying twice because the page
+still said "awaiting payment".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta, timezone
+
+WIB = timezone(timedelta(hours=7), "WIB")
+"""Western Indonesian Time, where the registration portal and its buyers live."""
+
+UNIT_PRICE = 10_000
+UNIT_FEE = 2_500
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """Everything that shapes one simulated day; the same config and seed give the same day."""
+
+    orders: int = 20_000
+    seed: int = 20_240_904
+    day: date = date(2024, 9, 4)
+    opens_at: time = time(6, 0)
+    closes_at: time = time(23, 0)
+
+    # The engine's clock: one ClockTicked per tick; facts go to the engine in batches of
+    # this many seconds (deadlines are minutes, so a few seconds of batching change nothing).
+    tick_seconds: int = 1
+    batch_seconds: int = 10
+    # Long enough for every default deadline to fall due after the last answer:
+    # payment grace 30 min, three issuance attempts, five refund attempts 10 min apart.
+    quiet_period: timedelta = timedelta(hours=3)
+
+    # The issuer outage at the peak: the portal issues nothing and commands fail or hang.
+    outage_start: time = time(9, 50)
+    outage_duration: timedelta = timedelta(hours=2)
+
+    # What buyers do.
+    abandon_rate: float = 0.08
+    cancel_unpaid_rate: float = 0.03
+    cancel_after_payment_rate: float = 0.15
+    double_debit_rate: float = 0.01
+    double_debit_when_unnoticed_rate: float = 0.25
+    late_payment_rate: float = 0.01
+    amount_mismatch_rate: float = 0.002
+    orphan_debit_rate: float = 0.002
+    order_event_late_rate: float = 0.003
+
+    # What the payment provider does.
+    webhook_loss_rate: float = 0.03
+    webhook_loss_rate_in_outage: float = 0.35
+    inquiry_rate: float = 0.3
+    settlement_every: timedelta = timedelta(hours=4)
+    settlement_lag: timedelta = timedelta(minutes=90)
+    refund_bank_timeout_rate: float = 0.05
+    refund_unsupported_payer_rate: float = 0.03
+
+    # What the portal and the stamp issuer do.
+    portal_partial_delivery_rate: float = 0.03
+    portal_failure_report_rate: float = 0.5
+    portal_backlog_rate: float = 0.2
+    duplicate_serial_rate: float = 0.0005
+    delivered_unpaid_rate: float = 0.001
+    issuer_busy_rate: float = 0.03
+    issuer_reject_rate: float = 0.005
+    issuer_partial_rate: float = 0.02
+    issuer_timeout_rate: float = 0.01
+    issuer_late_rate: float = 0.01
+    outage_timeout_share: float = 0.4
+
+    def __post_init__(self) -> None:
+        """Refuse a config that cannot describe a day."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name.endswith(("_rate", "_share")) and not 0.0 <= value <= 1.0:
+                msg = f"{field.name} must lie in [0, 1], got {value}"
+                raise ValueError(msg)
+        if self.orders < 0:
+            msg = f"orders must not be negative, got {self.orders}"
+            raise ValueError(msg)
+        if self.tick_seconds < 1 or self.batch_seconds % self.tick_seconds != 0:
+            msg = "tick_seconds must be >= 1 and batch_seconds a positive multiple of it"
+            raise ValueError(msg)
+        if self.batch_seconds < self.tick_seconds:
+            msg = "batch_seconds must hold at least one tick"
+            raise ValueError(msg)
+        if self.closes_at <= self.opens_at:
+            msg = "the portal must close after it opens"
+            raise ValueError(msg)
+        if self.settlement_every <= timedelta(0):
+            msg = "settlement_every must be positive"
+            raise ValueError(msg)
+
+    def at(self, clock: time) -> datetime:
+        """The moment of the demo day at this wall-clock time, in WIB."""
+        return datetime.combine(self.day, clock, tzinfo=WIB)
+
+    @property
+    def opening(self) -> datetime:
+        """When the portal starts selling, and the engine's first tick."""
+        return self.at(self.opens_at)
+
+    @property
+    def closing(self) -> datetime:
+        """When the last order may be placed."""
+        return self.at(self.closes_at)
+
+    @property
+    def outage(self) -> tuple[datetime, datetime]:
+        """The issuer outage as [start, end)."""
+        start = self.at(self.outage_start)
+        return start, start + self.outage_duration
+
+    def in_outage(self, moment: datetime) -> bool:
+        """Whether the issuer is down at this moment."""
+        start, end = self.outage
+        return start <= moment < end
