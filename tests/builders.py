@@ -42,9 +42,7 @@ class Log:
 
     def __repr__(self) -> str:
         """The facts, one per line, so that a failing example reads as a log."""
-        lines = [
-            fact.model_dump_json(exclude={"version", "occurred_at"}) for fact in self.facts
-        ]
+        lines = [fact.model_dump_json(exclude={"version", "occurred_at"}) for fact in self.facts]
         return "Log(\n  " + "\n  ".join(lines) + "\n)"
 
     def _next_id(self) -> str:
@@ -145,7 +143,7 @@ class Log:
                 version=1,
                 occurred_at=self.now,
                 refund_id=refund_id,
-                payment_id=refund_id.split("/")[0],
+                payment_id=refund_id.split("/", maxsplit=1)[0],
                 amount=amount,
                 psp_refund_ref="psp-" + refund_id,
             )
@@ -159,7 +157,7 @@ class Log:
                 version=1,
                 occurred_at=self.now,
                 refund_id=refund_id,
-                payment_id=refund_id.split("/")[0],
+                payment_id=refund_id.split("/", maxsplit=1)[0],
                 reason="BANK_TIMEOUT" if retryable else "REFUND_NOT_SUPPORTED",
                 retryable=retryable,
             )

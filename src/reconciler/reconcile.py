@@ -67,10 +67,7 @@ def reconcile_file(
 
 def _holds_ticks(path: Path) -> bool:
     """Whether the file holds a valid ClockTicked; only candidate lines are parsed."""
-    for record in _candidate_lines(path):
-        if isinstance(parse_record(record), ClockTicked):
-            return True
-    return False
+    return any(isinstance(parse_record(line), ClockTicked) for line in _candidate_lines(path))
 
 
 def _candidate_lines(path: Path) -> Iterator[bytes]:
@@ -89,10 +86,10 @@ def _with_clock(records: Iterator[InputRecord], *, derive: bool) -> Iterator[Inp
     clock: datetime | None = None
     for record in records:
         fact = record.parsed
-        if derive and not isinstance(fact, Rejected):
-            if clock is None or fact.occurred_at > clock:
-                clock = fact.occurred_at
-                yield _tick(clock, "derived")
+        at = None if isinstance(fact, Rejected) else fact.occurred_at
+        if derive and at is not None and (clock is None or at > clock):
+            clock = at
+            yield _tick(clock, "derived")
         yield record
 
 

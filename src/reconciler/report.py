@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.table import Table
 
 from reconciler.domain.accounting import (
@@ -17,6 +16,8 @@ from reconciler.domain.accounting import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from rich.console import Console
 
     from reconciler.domain.accounting import Money
     from reconciler.domain.decisions import AnyDecision
@@ -80,9 +81,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         totals.add_row(name, rupiah(amount))
     console.print(totals)
     _print_counts(console, "Orders by status", Counter(o["status"] for o in report["orders"]))
-    _print_counts(
-        console, "Cases", Counter(case for o in report["orders"] for case in o["cases"])
-    )
+    _print_counts(console, "Cases", Counter(case for o in report["orders"] for case in o["cases"]))
     orders = Table(title=f"Orders ({len(report['orders'])})")
     for column in ("order", "status", "qty", "delivered", "debited", "refunded", "pending"):
         orders.add_column(column, justify="left" if column in ("order", "status") else "right")

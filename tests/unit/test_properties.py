@@ -38,7 +38,7 @@ def assert_conserved(state: State) -> None:
 
 @given(logs())
 def test_rule_11_conservation_holds_after_every_event(log: Log) -> None:
-    """debited = kept + refunded + refund_pending + at_risk after every single fact."""
+    """Debited = kept + refunded + refund_pending + at_risk after every single fact."""
     state = State()
     for fact in log.facts:
         decide(state, fact, RULES)

@@ -147,9 +147,7 @@ def test_rule_2_non_retryable_failure_refunds_at_once() -> None:
     log.tick(300)
     engine.feed(log)
     log.issue_failed("A1", retryable=False)
-    assert [(c["type"], c.get("amount")) for c in engine.feed(log)] == [
-        ("RefundPayment", UNIT)
-    ]
+    assert [(c["type"], c.get("amount")) for c in engine.feed(log)] == [("RefundPayment", UNIT)]
 
 
 def test_rule_2_partial_delivery_retries_the_rest() -> None:
@@ -224,9 +222,7 @@ def test_rule_4_amount_mismatch_is_refunded_and_order_stays_unpaid() -> None:
     log.order("A1")
     log.debit("P1", "A1", amount=10_000)
     commands = engine.feed(log)
-    assert [(c["refund_id"], c["amount"]) for c in commands] == [
-        ("P1/AMOUNT_MISMATCH", 10_000)
-    ]
+    assert [(c["refund_id"], c["amount"]) for c in commands] == [("P1/AMOUNT_MISMATCH", 10_000)]
     assert engine.state.orders["A1"].payment is None
     log.debit("P2", "A1")
     assert engine.feed(log) == []
@@ -314,9 +310,7 @@ def test_rule_6_cancelled_order_debits_are_refunded_at_once() -> None:
     log.cancel("A1")
     log.tick(600)
     commands = engine.feed(log)
-    assert [(c["refund_id"], c["amount"]) for c in commands] == [
-        ("P1/CANCELLED_ORDER_DEBIT", UNIT)
-    ]
+    assert [(c["refund_id"], c["amount"]) for c in commands] == [("P1/CANCELLED_ORDER_DEBIT", UNIT)]
 
 
 def test_rule_6_debit_arriving_after_cancellation_is_refunded() -> None:

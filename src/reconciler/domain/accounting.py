@@ -101,7 +101,7 @@ def order_status(order: Order, money: Money, clock: datetime | None) -> OrderSta
     if order.placed and order.delivered >= order.quantity:
         return OrderStatus.FULFILLED
     refund = order.payment.refund if order.payment is not None else None
-    if 0 < order.delivered and refund is not None and refund.status is RefundStatus.SUCCEEDED:
+    if order.delivered > 0 and refund is not None and refund.status is RefundStatus.SUCCEEDED:
         return OrderStatus.PARTIALLY_FULFILLED
     if order.delivered == 0 and money.debited > 0 and money.refunded == money.debited:
         return OrderStatus.REFUNDED

@@ -43,24 +43,29 @@ if TYPE_CHECKING:
 
 def decide(state: State, fact: Fact, rules: Rules) -> list[AnyDecision]:
     """Apply one fact to `state` and return the decisions it leads to, in order."""
-    if state.clock is None and not isinstance(fact, ClockTicked):
-        # SPEC: a fact recorded before any tick counts as recorded at the first tick.
-        state.before_first_tick.append(fact)
-        return []
-    step = _Step(state, rules)
-    step.apply(fact)
-    return step.decisions
+    return Decider(rules, state).decide(fact)
 
 
-class _Step:
-    """The work of one `decide` call: the rules, with the decisions they take."""
+class Decider:
+    """`decide` bound to one state and one set of rules, for callers that feed many facts."""
 
     __slots__ = ("decisions", "rules", "state")
 
-    def __init__(self, state: State, rules: Rules) -> None:
+    def __init__(self, rules: Rules, state: State) -> None:
+        """Decide over `state` (updated in place) under `rules`."""
         self.state = state
         self.rules = rules
         self.decisions: list[AnyDecision] = []
+
+    def decide(self, fact: Fact) -> list[AnyDecision]:
+        """Apply one fact and return the decisions it leads to, in order."""
+        if self.state.clock is None and type(fact) is not ClockTicked:
+            # SPEC: a fact recorded before any tick counts as recorded at the first tick.
+            self.state.before_first_tick.append(fact)
+            return []
+        decisions = self.decisions = []
+        _FACT_HANDLERS[type(fact)](self, fact)
+        return decisions
 
     @property
     def now(self) -> datetime:
@@ -95,7 +100,20 @@ class _Step:
 
     def on_order_placed(self, fact: OrderPlaced) -> None:
         """Know the order; debits that waited for it are judged as if they just arrived."""
-        order = self.state.order(fact.order_id)
+        state = self.state
+        order = state.orders.get(fact.order_id)
+        if order is None:
+            state.orders[fact.order_id] = Order(
+                fact.order_id,
+                placed=True,
+                quantity=fact.quantity,
+                unit_total=fact.unit_total,
+                total=fact.total,
+                expires_at=fact.expires_at,
+            )
+            if fact.order_id in state.orphans:
+                self.attach_orphans(state.orders[fact.order_id])
+            return
         if order.placed:
             return  # the first placement is the order; a repeat changes nothing
         order.placed = True
@@ -105,7 +123,11 @@ class _Step:
         order.expires_at = fact.expires_at
         if order.delivered > order.quantity:
             self.escalate_over_issued(order)
-        for debit in self.state.orphans.pop(fact.order_id, ()):
+        self.attach_orphans(order)
+
+    def attach_orphans(self, order: Order) -> None:
+        """Rule 5: debits that waited for this order are judged as if they just arrived."""
+        for debit in self.state.orphans.pop(order.order_id, ()):
             debit.orphan = False
             self.attach(order, debit)
 
@@ -127,14 +149,16 @@ class _Step:
             return  # the same debit from another source (callback, settlement, inquiry)
         debit = Debit(fact.payment_id, fact.order_id, fact.amount, self.now)
         state.payments[fact.payment_id] = debit
-        order = state.orders.get(fact.order_id) if fact.order_id is not None else None
+        order = state.orders.get(fact.order_id)  # type: ignore[arg-type] - None finds nothing
         if order is not None and order.placed:
             self.attach(order, debit)
             return
         debit.orphan = True
         if fact.order_id is not None:
             state.orphans.setdefault(fact.order_id, []).append(debit)
-        state.schedule(self.now + self.rules.orphan_window, TimerKind.ORPHAN_WINDOW, debit.payment_id)
+        state.schedule(
+            self.now + self.rules.orphan_window, TimerKind.ORPHAN_WINDOW, debit.payment_id
+        )
 
     def attach(self, order: Order, debit: Debit) -> None:
         """Rules 1, 3, 4 and 6 for a debit on a known order."""
@@ -149,7 +173,9 @@ class _Step:
             if order.cancelled:
                 self.settle_cancelled(order)
             else:
-                self.state.schedule(self.now + self.rules.issue_sla, TimerKind.ISSUE_SLA, order.order_id)
+                self.state.schedule(
+                    self.now + self.rules.issue_sla, TimerKind.ISSUE_SLA, order.order_id
+                )
             return
         case = Case.DUPLICATE_DEBIT if order.payment is not None else Case.AMOUNT_MISMATCH
         self.command_refund(debit, debit.amount, case)
@@ -272,7 +298,9 @@ class _Step:
         refund = Refund(refund_id, debit.payment_id, debit.order_id, amount, case)
         debit.refund = refund
         self.state.refunds[refund_id] = refund
-        order = None if debit.orphan or debit.order_id is None else self.state.orders[debit.order_id]
+        order = (
+            None if debit.orphan or debit.order_id is None else self.state.orders[debit.order_id]
+        )
         self.detect(case, order, debit.payment_id, debit.payment_id, debit.order_id)
         self.emit_refund(refund)
 
@@ -462,21 +490,21 @@ class _Step:
             self.emit_refund(refund)
 
 
-_FACT_HANDLERS: dict[type[Fact], Callable[[_Step, object], None]] = {
-    ClockTicked: _Step.on_tick,  # type: ignore[dict-item]
-    OrderPlaced: _Step.on_order_placed,  # type: ignore[dict-item]
-    OrderCancelled: _Step.on_order_cancelled,  # type: ignore[dict-item]
-    PaymentDebited: _Step.on_payment,  # type: ignore[dict-item]
-    StampIssued: _Step.on_stamps,  # type: ignore[dict-item]
-    StampIssuanceFailed: _Step.on_issuance_failed,  # type: ignore[dict-item]
-    RefundSucceeded: _Step.on_refund_succeeded,  # type: ignore[dict-item]
-    RefundFailed: _Step.on_refund_failed,  # type: ignore[dict-item]
+_FACT_HANDLERS: dict[type[Fact], Callable[[Decider, object], None]] = {
+    ClockTicked: Decider.on_tick,  # type: ignore[dict-item]
+    OrderPlaced: Decider.on_order_placed,  # type: ignore[dict-item]
+    OrderCancelled: Decider.on_order_cancelled,  # type: ignore[dict-item]
+    PaymentDebited: Decider.on_payment,  # type: ignore[dict-item]
+    StampIssued: Decider.on_stamps,  # type: ignore[dict-item]
+    StampIssuanceFailed: Decider.on_issuance_failed,  # type: ignore[dict-item]
+    RefundSucceeded: Decider.on_refund_succeeded,  # type: ignore[dict-item]
+    RefundFailed: Decider.on_refund_failed,  # type: ignore[dict-item]
 }
 
-_TIMER_HANDLERS: dict[TimerKind, Callable[[_Step, str, int], None]] = {
-    TimerKind.ISSUE_SLA: _Step.on_issue_sla,
-    TimerKind.ATTEMPT_TIMEOUT: _Step.on_attempt_timeout,
-    TimerKind.ORPHAN_WINDOW: _Step.on_orphan_window,
-    TimerKind.PAYMENT_GRACE: _Step.on_payment_grace,
-    TimerKind.REFUND_RETRY: _Step.on_refund_retry,
+_TIMER_HANDLERS: dict[TimerKind, Callable[[Decider, str, int], None]] = {
+    TimerKind.ISSUE_SLA: Decider.on_issue_sla,
+    TimerKind.ATTEMPT_TIMEOUT: Decider.on_attempt_timeout,
+    TimerKind.ORPHAN_WINDOW: Decider.on_orphan_window,
+    TimerKind.PAYMENT_GRACE: Decider.on_payment_grace,
+    TimerKind.REFUND_RETRY: Decider.on_refund_retry,
 }

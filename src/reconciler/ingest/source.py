@@ -1,5 +1,7 @@
-"""What every input source hands the engine: the raw bytes, where they came from, and
-what they parsed to. JSONL files, Kafka partitions and the demo all produce these."""
+"""What every input source hands the engine: raw bytes, their origin, what they parsed to.
+
+JSONL files, Kafka partitions and the demo all produce these.
+"""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def parse_record(raw: bytes | str) -> Fact | Rejected:
     return validate_object(data)
 
 
-def validate_object(data: dict[str, Any]) -> Fact | Rejected:
+def validate_object(data: dict[str, Any]) -> Fact | Rejected:  # noqa: PLR0911 - one exit per reason
     """Validate a decoded JSON object against the model of its type and version."""
     kind = data.get("type")
     if kind is None:
