@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+import time
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reconciler.config import ConfigError, load_rules
+from reconciler.demo.config import DemoConfig
+from reconciler.demo.session import run_demo
+from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
 from reconciler.progress import counting_progress
 from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report, print_report
+from reconciler.runtime import tune_for_throughput
 from reconciler.schemas import export_schemas
 from reconciler.store import open_store
 
@@ -93,6 +99,42 @@ def reconcile(
         print_report(report, Console())
 
 
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(min=1, help="How many orders the day has.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same day.")] = DemoConfig().seed,
+    out: Annotated[Path, typer.Option(help="Folder for the event log, store and report.")] = Path(
+        "out/demo"
+    ),
+    config: Annotated[Path | None, typer.Option(help="Rule settings (TOML or JSON).")] = None,
+) -> None:
+    """Simulate a registration-peak day with a failing issuer and PSP, and reconcile it."""
+    err = Console(stderr=True)
+    try:
+        rules = load_rules(config)
+    except ConfigError as error:
+        err.print(f"reconciler: {error}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_UNREADABLE) from None
+    day = DemoConfig(orders=orders, seed=seed)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("simulating the day"),
+        BarColumn(),
+        TextColumn("{task.fields[clock]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("day", total=None, clock="")
+
+        def advance(done: int, expected: int) -> None:
+            clock = day.opening + timedelta(seconds=done)
+            progress.update(task, completed=done, total=expected, clock=f"{clock:%H:%M}")
+
+        outcome = run_demo(day, rules, out, advance)
+    print_summary(outcome, Console(), time.perf_counter() - started)
+
+
 @events_app.command("export")
 def export(
     directory: Annotated[Path, typer.Argument(help="Where to write the JSON Schemas.")] = Path(
@@ -106,4 +148,5 @@ def export(
 
 def main() -> None:
     """Console-script entry point."""
+    tune_for_throughput()
     app()

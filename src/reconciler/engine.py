@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from reconciler.domain.decider import decide
+from reconciler.domain.decider import Decider
 from reconciler.domain.state import State
 from reconciler.ingest.validation import Rejected
 from reconciler.store import DeadLetter, NewRecord
@@ -52,6 +52,7 @@ class Engine:
         self.rules = rules
         self.store = store
         self.state = state if state is not None else State()
+        self._decider = Decider(rules, self.state)
 
     def process(
         self, batch: Sequence[InputRecord], positions: Mapping[str, int] | None = None
@@ -76,7 +77,7 @@ class Engine:
                     outcome.duplicates += 1
                     continue
                 outcome.facts_appended += 1
-                outcome.decisions.extend(decide(self.state, fact, self.rules))
+                outcome.decisions.extend(self._decider.decide(fact))
             tx.append(
                 [
                     NewRecord("decision", decision.decision_id, decision.type, _encode(decision))

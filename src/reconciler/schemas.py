@@ -16,6 +16,11 @@ def schema_documents() -> dict[str, str]:
     documents = {}
     for (kind, version), model in sorted(FACT_MODELS.items()):
         schema = model.model_json_schema(mode="validation")
+        # Producers must name the type; the models default it only for code that builds facts.
+        schema["required"] = ["type", *schema["required"]]
+        schema["properties"]["type"].pop("default", None)
+        # SPEC: unknown extra fields are kept, not rejected (the engine's models strip them).
+        schema["additionalProperties"] = True
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"{kind}.v{version}.schema.json"
         documents[f"{kind}.v{version}.schema.json"] = json.dumps(schema, indent=2) + "\n"

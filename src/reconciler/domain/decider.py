@@ -149,7 +149,7 @@ class Decider:
             return  # the same debit from another source (callback, settlement, inquiry)
         debit = Debit(fact.payment_id, fact.order_id, fact.amount, self.now)
         state.payments[fact.payment_id] = debit
-        order = state.orders.get(fact.order_id)  # type: ignore[arg-type] - None finds nothing
+        order = state.orders.get(fact.order_id or "")
         if order is not None and order.placed:
             self.attach(order, debit)
             return

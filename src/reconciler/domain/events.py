@@ -40,6 +40,11 @@ def _require_offset(value: datetime) -> datetime:
     return value
 
 
+def _array_as_tuple(value: object) -> object:
+    """A JSON array arrives as a list; the frozen model keeps it as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 AwareDatetime = Annotated[datetime, BeforeValidator(_parse_iso), AfterValidator(_require_offset)]
 PaymentMethod = Literal["QRIS", "VA", "EWALLET", "CARD"]
 PaymentSource = Literal["callback", "settlement", "inquiry"]
@@ -53,6 +58,9 @@ class Fact(BaseModel):
     event_id: EventId
     version: Literal[1]
     occurred_at: AwareDatetime
+
+    # Each concrete event narrows this to a Literal of its own name.
+    type: str
 
 
 class OrderPlaced(Fact):
@@ -95,7 +103,7 @@ class PaymentDebited(Fact):
 
     type: Literal["PaymentDebited"] = "PaymentDebited"
     payment_id: Identifier
-    order_id: Identifier | None
+    order_id: Identifier | None = None
     amount: PositiveRupiah
     method: PaymentMethod
     payer_ref: str
@@ -107,7 +115,11 @@ class StampIssued(Fact):
 
     type: Literal["StampIssued"] = "StampIssued"
     order_id: Identifier
-    serial_numbers: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=1000)]
+    serial_numbers: Annotated[
+        tuple[Identifier, ...],
+        Field(min_length=1, max_length=1000),
+        BeforeValidator(_array_as_tuple),
+    ]
     command_id: Identifier | None = None
 
     @model_validator(mode="after")
