@@ -1,0 +1,228 @@
+# Copyright 2026 The reconciler authors. SPDX-License-Identifier: Apache-2.0
+"""The log store on SQLite, through eventsourcing's `SQLiteDatastore`.
+
+We use eventsourcing's datastore (its connection pool, WAL for files, one writer at
+a time per process, and `SQLiteTransaction`, which rolls back on error and turns
+sqlite3 errors into eventsourcing's `PersistenceError` family) with our own tables.
+Its recorders store aggregate events keyed by originator id and version, and track
+one position per upstream application; our log is keyed by (kind, record_id), is
+hash-chained, and tracks many input positions, so the recorders' tables do not fit.
+
+Writers begin with `BEGIN IMMEDIATE`: it takes SQLite's write lock at once, so a
+second process waits for it (up to `lock_timeout`) before reading the chain head,
+instead of failing when a read transaction tries to become a write one.
+
+Construction does not connect; `create_tables()` creates the tables (idempotent).
+`":memory:"` becomes a named shared-cache in-memory database, so that every pooled
+connection of this store sees the same data (and no other store does).
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore, SQLiteTransaction
+
+from reconciler.store.batch import ChainHead, RecordKey
+from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
+from reconciler.store.errors import sqlite_errors_translated
+from reconciler.store.paging import keyset_pages
+from reconciler.store.records import StoredDeadLetter, StoredRecord
+from reconciler.store.unit import UnitOfWork
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from reconciler.store.batch import InsertRow
+    from reconciler.store.records import DeadLetter
+
+_CREATE_TABLES = (
+    """
+    CREATE TABLE IF NOT EXISTS records (
+        position INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('fact', 'decision')),
+        record_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        recorded_hash BLOB NOT NULL,
+        prev_hash BLOB NOT NULL,
+        UNIQUE (kind, record_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS input_positions (
+        source TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        locator TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL
+    )
+    """,
+)
+_INSERT_RECORD = (
+    "INSERT INTO records (position, kind, record_id, type, payload, recorded_hash, prev_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_HEAD = "SELECT position, recorded_hash FROM records ORDER BY position DESC LIMIT 1"
+_UPSERT_POSITION = (
+    "INSERT INTO input_positions (source, position) VALUES (?, ?)"
+    " ON CONFLICT (source) DO UPDATE SET position = excluded.position"
+)
+_INSERT_DEAD_LETTER = "INSERT INTO dead_letters (source, locator, reason, raw) VALUES (?, ?, ?, ?)"
+_SELECT_RECORDS = (
+    "SELECT position, kind, record_id, type, payload, recorded_hash FROM records"
+    " WHERE position > ? ORDER BY position LIMIT ?"
+)
+_SELECT_CHAIN_ROWS = (
+    "SELECT position, kind, record_id, type, payload, recorded_hash, prev_hash FROM records"
+    " WHERE position > ? ORDER BY position LIMIT ?"
+)
+# Keeps the bound parameters of one lookup well under SQLite's variable limit.
+_KEYS_PER_LOOKUP = 400
+
+
+class SQLiteLogStore:
+    """The hash-chained log, input positions and dead letters in one SQLite database."""
+
+    def __init__(self, path: str | Path, *, lock_timeout: int = 5) -> None:
+        """Prepare a store at `path` (or `":memory:"`); nothing is opened yet."""
+        self._datastore = SQLiteDatastore(_database_name(str(path)), lock_timeout=lock_timeout)
+
+    def create_tables(self) -> None:
+        """Create the tables if they are missing; safe to call again."""
+        with self._cursor(write=True) as cursor:
+            for statement in _CREATE_TABLES:
+                cursor.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """Open a unit of work, committed when the block ends and rolled back if it raises."""
+        with self._cursor(write=True) as cursor:
+            unit = _SQLiteUnit(cursor)
+            try:
+                yield unit
+            except BaseException:
+                unit.abandon()
+                raise
+            unit.finish()
+
+    def read(self, after: int = 0, limit: int | None = None) -> Iterator[StoredRecord]:
+        """Stream stored records in position order, starting after position `after`."""
+        return keyset_pages(self._record_page, after, limit)
+
+    def last_position(self) -> int:
+        """Return the last stored position, 0 for an empty log."""
+        with self._cursor(write=False) as cursor:
+            row = cursor.execute(_SELECT_HEAD).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def positions(self) -> dict[str, int]:
+        """Return the input positions stored by `set_positions`."""
+        with self._cursor(write=False) as cursor:
+            rows = cursor.execute("SELECT source, position FROM input_positions").fetchall()
+        return dict(rows)
+
+    def dead_letters(self) -> list[StoredDeadLetter]:
+        """Return every dead letter in recorded order."""
+        with self._cursor(write=False) as cursor:
+            rows = cursor.execute(
+                "SELECT id, source, locator, reason, raw FROM dead_letters ORDER BY id"
+            ).fetchall()
+        return [StoredDeadLetter(*row) for row in rows]
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole log and check its hash chain."""
+        return verify_chain(keyset_pages(self._chain_page))
+
+    def close(self) -> None:
+        """Close the pooled connections (an in-memory database is gone after this)."""
+        self._datastore.close()
+
+    def _record_page(self, after: int, size: int) -> list[StoredRecord]:
+        with self._cursor(write=False) as cursor:
+            rows = cursor.execute(_SELECT_RECORDS, (after, size)).fetchall()
+        return [StoredRecord(*row) for row in rows]
+
+    def _chain_page(self, after: int, size: int) -> list[ChainRow]:
+        with self._cursor(write=False) as cursor:
+            rows = cursor.execute(_SELECT_CHAIN_ROWS, (after, size)).fetchall()
+        return [ChainRow(*row) for row in rows]
+
+    @contextmanager
+    def _cursor(self, *, write: bool) -> Iterator[sqlite3.Cursor]:
+        # Readers get a plain BEGIN and a rollback: a consistent snapshot, no lock held.
+        with (
+            self._datastore.get_connection(commit=write) as connection,
+            _Transaction(connection, commit=write, immediate=write) as cursor,
+            cursor as sqlite_cursor,
+        ):
+            yield sqlite_cursor
+
+
+class _Transaction(SQLiteTransaction):
+    """eventsourcing's transaction (rollback and error translation), begun IMMEDIATE."""
+
+    def __init__(self, connection: SQLiteConnection, *, commit: bool, immediate: bool) -> None:
+        super().__init__(connection, commit=commit)
+        self._begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor: SQLiteCursor = self.connection.cursor()
+        cursor.execute(self._begin)
+        return cursor
+
+
+class _SQLiteUnit(UnitOfWork):
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        super().__init__(sqlite_errors_translated)
+        self._cursor = cursor
+
+    def _read_head(self) -> ChainHead:
+        row = self._cursor.execute(_SELECT_HEAD).fetchone()
+        return ChainHead() if row is None else ChainHead(row[0], row[1])
+
+    def _stored_keys(self, keys: set[RecordKey]) -> set[RecordKey]:
+        ordered = list(keys)
+        stored: set[RecordKey] = set()
+        for start in range(0, len(ordered), _KEYS_PER_LOOKUP):
+            chunk = ordered[start : start + _KEYS_PER_LOOKUP]
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            # A join on a VALUES list is planned as index lookups; `IN (VALUES ...)` scans.
+            query = (
+                "SELECT r.kind, r.record_id"  # noqa: S608 - only placeholders are joined in
+                f" FROM (VALUES {values}) AS k"
+                " JOIN records AS r ON r.kind = k.column1 AND r.record_id = k.column2"
+            )
+            parameters = [part for key in chunk for part in key]
+            stored.update(
+                (kind, record_id) for kind, record_id in self._cursor.execute(query, parameters)
+            )
+        return stored
+
+    def _insert_rows(self, rows: Sequence[InsertRow]) -> None:
+        self._cursor.executemany(_INSERT_RECORD, rows)
+
+    def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
+        self._cursor.executemany(_UPSERT_POSITION, positions)
+
+    def _insert_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
+        self._cursor.executemany(
+            _INSERT_DEAD_LETTER,
+            [(letter.source, letter.locator, letter.reason, letter.raw) for letter in dead_letters],
+        )
+
+
+def _database_name(path: str) -> str:
+    if path == ":memory:":
+        return f"file:reconciler-{uuid.uuid4().hex}?mode=memory&cache=shared"
+    return path
