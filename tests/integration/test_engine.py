@@ -21,6 +21,7 @@ from tests.strategies import logs
 if TYPE_CHECKING:
     from reconciler.domain.decisions import AnyDecision
     from reconciler.domain.events import Fact
+    from reconciler.store import LogStore
     from tests.builders import Log
 
 SCENARIO = Path(__file__).parents[2] / "replay" / "casn-peak-500" / "events.jsonl"
@@ -87,7 +88,7 @@ def test_postgres_engine_takes_the_same_decisions_as_sqlite(
     """The same scenario through PostgreSQL and SQLite logs gives the same report and log."""
     reports = []
     logs_by_backend = []
-    stores = [
+    stores: list[LogStore] = [
         PostgresLogStore(pg_dsn, schema=pg_schema),
         SQLiteLogStore(tmp_path / "log.sqlite"),
     ]
