@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given
 
 from reconciler.domain.events import PaymentDebited, StampIssued
-from reconciler.ingest.validation import MAX_RECORD_BYTES, Rejected, parse_record
+from reconciler.ingest.validation import (
+    MAX_RECORD_BYTES,
+    Rejected,
+    parse_record,
+    validate_object,
+)
+from tests.strategies import logs
+
+if TYPE_CHECKING:
+    from tests.builders import Log
 
 DEBIT: dict[str, Any] = {
     "event_id": "e1",
@@ -131,3 +141,14 @@ def test_oversized_record_is_rejected_before_decoding() -> None:
     """A record larger than the limit is rejected by size."""
     huge = json.dumps(DEBIT | {"payer_ref": "x" * MAX_RECORD_BYTES})
     assert "more than the" in reason(huge)
+
+
+@given(logs())
+def test_fast_and_precise_paths_agree_on_valid_records(log: Log) -> None:
+    """Every valid fact parses to itself by the one-pass path and by the field-by-field path."""
+    for fact in log.facts:
+        raw = fact.model_dump_json()
+        assert parse_record(raw) == fact
+        assert validate_object(json.loads(raw)) == fact
+        with_extra = json.dumps(json.loads(raw) | {"producer_trace": "abc"})
+        assert parse_record(with_extra) == fact

@@ -16,6 +16,7 @@ its successor skips over was inserted.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 GENESIS_HASH = bytes(32)
 _LENGTH_BYTES = 8
 _POSITION_LENGTH = _LENGTH_BYTES.to_bytes(_LENGTH_BYTES, "big")
+_u64 = struct.Struct(">Q").pack  # a length or position as 8 bytes big-endian
 
 
 def record_hash(  # noqa: PLR0913, PLR0917 - the chain is defined over exactly these fields
@@ -39,24 +41,20 @@ def record_hash(  # noqa: PLR0913, PLR0917 - the chain is defined over exactly t
     """Return the chain hash of one record given the hash of the record before it."""
     kind_bytes, record_id_bytes, type_bytes = kind.encode(), record_id.encode(), type_.encode()
     framed = (
-        _length(prev_hash),
+        _u64(len(prev_hash)),
         prev_hash,
         _POSITION_LENGTH,
-        position.to_bytes(_LENGTH_BYTES, "big"),
-        _length(kind_bytes),
+        _u64(position),
+        _u64(len(kind_bytes)),
         kind_bytes,
-        _length(record_id_bytes),
+        _u64(len(record_id_bytes)),
         record_id_bytes,
-        _length(type_bytes),
+        _u64(len(type_bytes)),
         type_bytes,
-        _length(payload),
+        _u64(len(payload)),
         payload,
     )
     return hashlib.sha256(b"".join(framed)).digest()
-
-
-def _length(field: bytes) -> bytes:
-    return len(field).to_bytes(_LENGTH_BYTES, "big")
 
 
 class ChainRow(NamedTuple):
