@@ -84,6 +84,15 @@ def reconcile(
         err.print(f"reconciler: {error}", markup=False, highlight=False)
         raise typer.Exit(EXIT_UNREADABLE) from None
     log = open_store(store)
+    if (held := log.last_position()) > 0:
+        log.close()
+        err.print(
+            f"reconciler: the store {store} already holds {held} records; "
+            "reconcile starts from an empty log (give a new file or schema)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_UNREADABLE)
     try:
         with counting_progress(err, f"reconciling {events.name}") as advance:
             run = reconcile_file(events, rules, log, until=until_at, progress=advance)

@@ -275,3 +275,13 @@ def test_store_option_keeps_a_hash_chained_log(cli: Cli, tmp_path: Path) -> None
     assert tables, "the store wrote no tables"
     report = json.loads(result.stdout)
     assert report["orders"][0]["status"] == "PAID"
+
+
+def test_store_that_already_holds_a_log_is_refused(cli: Cli, tmp_path: Path) -> None:
+    """Reconciling into a used store would skip its facts as duplicates: exit 2 instead."""
+    database = tmp_path / "log.sqlite"
+    path = write_jsonl(tmp_path / "events.jsonl", [tick("t0", T0), order("o1", "A1")])
+    assert cli("reconcile", path, "--store", f"sqlite:///{database}").returncode == 0
+    again = cli("reconcile", path, "--store", f"sqlite:///{database}")
+    assert again.returncode == 2
+    assert "already holds" in again.stderr
