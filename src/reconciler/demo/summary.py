@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -14,6 +14,16 @@ if TYPE_CHECKING:
 
     from reconciler.demo.session import DemoOutcome
 
+_STATUS_MEANING = {
+    "ESCALATED": "a person must look at it",
+    "REFUND_PENDING": "refund commanded, not yet confirmed",
+    "FULFILLED": "stamps delivered, payment kept",
+    "PARTIALLY_FULFILLED": "some stamps delivered, the rest refunded",
+    "REFUNDED": "nothing delivered, every rupiah returned",
+    "PAID": "paid, stamps still owed",
+    "EXPIRED_UNPAID": "never paid",
+    "AWAITING_PAYMENT": "not paid yet",
+}
 _MONEY_LABELS = {
     "debited": "Debited from payers",
     "kept": "Kept for stamps delivered",
@@ -28,16 +38,11 @@ def print_summary(outcome: DemoOutcome, console: Console, seconds: float) -> Non
     run, report = outcome.run, outcome.report
     console.print(
         f"\n[bold]Simulated CASN registration day {run.config.day:%d %B %Y}[/bold]: "
-        f"{run.config.orders:,} orders, {len(run.facts):,} events, "
-        f"closed at {run.closed_at:%H:%M} after all deadlines; {seconds:.1f} s.\n"
+        f"{run.config.orders:,} orders, {len(run.facts):,} events; the books closed "
+        f"{run.closed_at:%d %b %H:%M}, after every deadline. Took {seconds:.1f} s.\n"
     )
-    statuses = Counter(order["status"] for order in report["orders"])
-    outcomes = Table(title="Orders by outcome")
-    outcomes.add_column("status")
-    outcomes.add_column("orders", justify="right")
-    for status, count in statuses.most_common():
-        outcomes.add_row(status, f"{count:,}")
-    console.print(outcomes)
+    _print_outcomes(report["orders"], console)
+    _print_escalations(report["commands"], console)
     cases = Counter(case for order in report["orders"] for case in order["cases"])
     orphans = sum(
         1
@@ -66,6 +71,48 @@ def print_summary(outcome: DemoOutcome, console: Console, seconds: float) -> Non
         f"(hash-chained store), {outcome.report_path} (this report as JSON)."
         f"\nCheck it again: reconciler reconcile {outcome.events_path} --format table"
     )
+
+
+def _print_outcomes(orders: list[dict[str, Any]], console: Console) -> None:
+    counts: Counter[str] = Counter()
+    debited: Counter[str] = Counter()
+    refunded: Counter[str] = Counter()
+    for order in orders:
+        counts[order["status"]] += 1
+        debited[order["status"]] += order["debited"]
+        refunded[order["status"]] += order["refunded"]
+    table = Table(title="Orders by outcome")
+    for column in ("status", "orders", "debited", "refunded", "meaning"):
+        table.add_column(
+            column, justify="right" if column in ("orders", "debited", "refunded") else "left"
+        )
+    for status, count in counts.most_common():
+        table.add_row(
+            status,
+            f"{count:,}",
+            rupiah(debited[status]),
+            rupiah(refunded[status]),
+            _STATUS_MEANING.get(status, ""),
+        )
+    console.print(table)
+
+
+def _print_escalations(commands: list[dict[str, Any]], console: Console) -> None:
+    counts: Counter[str] = Counter()
+    at_stake: Counter[str] = Counter()
+    for command in commands:
+        if command["type"] == "Escalate":
+            counts[command["reason"]] += 1
+            at_stake[command["reason"]] += command["amount"]
+    if not counts:
+        return
+    table = Table(title="Escalated to a person")
+    table.add_column("reason")
+    table.add_column("cases", justify="right")
+    table.add_column("money at stake", justify="right")
+    for reason, count in counts.most_common():
+        table.add_row(reason, f"{count:,}", rupiah(at_stake[reason]))
+    console.print(table)
 
 
 def _print_checks(outcome: DemoOutcome, console: Console) -> None:
