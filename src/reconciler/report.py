@@ -52,6 +52,10 @@ def build_report(
         "orders": orders,
         "commands": commands,
         "dead_letters": [{"line": r.position, "reason": r.reason} for r in rejections],
+        "unmatched_results": [
+            {"event_id": n.event_id, "type": n.type, "subject": n.subject, "why": n.why}
+            for n in state.unmatched
+        ],
         "totals": _money(total_money(state)),
     }
 
@@ -72,57 +76,66 @@ def rupiah(amount: int) -> str:
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    """The same report as tables: totals, statuses, cases, orders, commands, dead letters."""
+    """The same report as tables: totals, statuses, cases, orders, commands, odd input."""
     console.print(f"[bold]Reconciliation as of {report['clock']}[/bold]")
-    totals = Table(title="Money", show_header=True)
-    totals.add_column("figure")
-    totals.add_column("amount", justify="right")
-    for name, amount in report["totals"].items():
-        totals.add_row(name, rupiah(amount))
-    console.print(totals)
-    _print_counts(console, "Orders by status", Counter(o["status"] for o in report["orders"]))
-    _print_counts(console, "Cases", Counter(case for o in report["orders"] for case in o["cases"]))
-    orders = Table(title=f"Orders ({len(report['orders'])})")
-    for column in ("order", "status", "qty", "delivered", "debited", "refunded", "pending"):
-        orders.add_column(column, justify="left" if column in ("order", "status") else "right")
-    for order in report["orders"]:
-        orders.add_row(
-            order["order_id"],
-            order["status"],
-            str(order["quantity"]),
-            str(order["delivered"]),
-            rupiah(order["debited"]),
-            rupiah(order["refunded"]),
-            rupiah(order["refund_pending"]),
-        )
-    console.print(orders)
-    commands = Table(title=f"Commands ({len(report['commands'])})")
-    for column in ("command_id", "type", "order", "detail"):
-        commands.add_column(column)
-    for command in report["commands"]:
-        commands.add_row(
-            command["command_id"],
-            command["type"],
-            str(command["order_id"]),
-            _command_detail(command),
-        )
-    console.print(commands)
-    if report["dead_letters"]:
-        dead = Table(title=f"Dead letters ({len(report['dead_letters'])})")
-        dead.add_column("line", justify="right")
-        dead.add_column("reason")
-        for letter in report["dead_letters"]:
-            dead.add_row(str(letter["line"]), letter["reason"])
-        console.print(dead)
+    orders, commands = report["orders"], report["commands"]
+    sections = [
+        _table(
+            "Money", ["figure", "amount"], [[k, rupiah(v)] for k, v in report["totals"].items()]
+        ),
+        _counts("Orders by status", Counter(o["status"] for o in orders)),
+        _counts("Cases", Counter(case for o in orders for case in o["cases"])),
+        _table(
+            f"Orders ({len(orders)})",
+            ["order", "status", "qty", "delivered", "debited", "refunded", "pending"],
+            [_order_row(order) for order in orders],
+        ),
+        _table(
+            f"Commands ({len(commands)})",
+            ["command_id", "type", "order", "detail"],
+            [
+                [c["command_id"], c["type"], str(c["order_id"]), _command_detail(c)]
+                for c in commands
+            ],
+        ),
+    ]
+    if unmatched := report["unmatched_results"]:
+        columns = ["event_id", "type", "subject", "why"]
+        rows = [[note[column] for column in columns] for note in unmatched]
+        sections.append(_table(f"Results no command was waiting for ({len(rows)})", columns, rows))
+    if dead := report["dead_letters"]:
+        rows = [[str(letter["line"]), letter["reason"]] for letter in dead]
+        sections.append(_table(f"Dead letters ({len(rows)})", ["line", "reason"], rows))
+    for table in sections:
+        console.print(table)
 
 
-def _print_counts(console: Console, title: str, counts: Counter[str]) -> None:
+_NUMERIC = {"amount", "qty", "delivered", "debited", "refunded", "pending", "orders", "line"}
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     table = Table(title=title)
-    table.add_column("kind")
-    table.add_column("orders", justify="right")
-    for kind, count in sorted(counts.items()):
-        table.add_row(kind, str(count))
-    console.print(table)
+    for column in columns:
+        table.add_column(column, justify="right" if column in _NUMERIC else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _counts(title: str, counts: Counter[str]) -> Table:
+    return _table(title, ["kind", "orders"], [[k, str(n)] for k, n in sorted(counts.items())])
+
+
+def _order_row(order: dict[str, Any]) -> list[str]:
+    return [
+        order["order_id"],
+        order["status"],
+        str(order["quantity"]),
+        str(order["delivered"]),
+        rupiah(order["debited"]),
+        rupiah(order["refunded"]),
+        rupiah(order["refund_pending"]),
+    ]
 
 
 def _command_detail(command: dict[str, Any]) -> str:

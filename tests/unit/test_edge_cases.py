@@ -37,6 +37,7 @@ def test_stamps_for_an_unknown_command_are_delivered_without_ending_the_attempt(
     engine.feed(log)
     log.stamps("A1", "S1", command_id="someone-else/7")
     assert engine.feed(log) == []
+    assert [n.why for n in engine.state.unmatched] == ["no open attempt is someone-else/7"]
     assert engine.state.orders["A1"].open_attempt is not None
     assert engine.state.orders["A1"].delivered == 1
 
@@ -49,7 +50,8 @@ def test_issuance_failure_with_no_attempt_open_is_only_recorded() -> None:
     log.debit("P1", "A1")
     log.issue_failed("A1", retryable=False)
     assert engine.feed(log) == []
-    assert engine.state.orders["A1"].unmatched_failures == 1
+    [note] = engine.state.unmatched
+    assert (note.type, note.subject) == ("StampIssuanceFailed", "A1")
     log.tick(300)
     assert [c["type"] for c in engine.feed(log)] == ["IssueStamps"]
 
@@ -102,9 +104,12 @@ def test_refund_result_for_an_unknown_refund_is_ignored() -> None:
     log.tick()
     log.order("A1")
     log.debit("P1", "A1")
-    log.refund_ok("P1/SOMETHING")
+    log.refund_ok("P9/SOMETHING")
     assert engine.feed(log) == []
     assert engine.money("A1").refunded == 0
+    assert [(n.subject, n.why) for n in engine.state.unmatched] == [
+        ("P9/SOMETHING", "the engine commanded no such refund")
+    ]
 
 
 def test_refund_success_for_other_amount_escalates() -> None:

@@ -30,7 +30,15 @@ from reconciler.domain.events import (
     StampIssuanceFailed,
     StampIssued,
 )
-from reconciler.domain.state import Attempt, Debit, Order, Refund, RefundStatus, TimerKind
+from reconciler.domain.state import (
+    Attempt,
+    Debit,
+    Order,
+    Refund,
+    RefundStatus,
+    TimerKind,
+    Unmatched,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -211,6 +219,8 @@ class Decider:
         attempt = order.open_attempt
         if attempt is not None and fact.command_id in (None, attempt.command_id):
             self.end_attempt(order, retryable=True)
+        elif fact.command_id is not None:
+            self.note(fact, fact.order_id, f"no open attempt is {fact.command_id}")
 
     def on_issuance_failed(self, fact: StampIssuanceFailed) -> None:
         """End the matching attempt; a failure outside any attempt is only recorded."""
@@ -219,7 +229,8 @@ class Decider:
         if attempt is not None and fact.command_id in (None, attempt.command_id):
             self.end_attempt(order, retryable=fact.retryable)
         else:
-            order.unmatched_failures += 1
+            # SPEC: recorded and reported; the ISSUE_SLA timer still decides.
+            self.note(fact, fact.order_id, "no engine issuance attempt is open")
 
     def command_issue(self, order: Order, quantity: int) -> None:
         """Rule 2: command the next issuance attempt for the missing stamps."""
@@ -332,8 +343,11 @@ class Decider:
     def on_refund_succeeded(self, fact: RefundSucceeded) -> None:
         """The money is back; an amount other than commanded is escalated."""
         refund = self.find_refund(fact.refund_id, fact.payment_id)
-        if refund is None or refund.status is RefundStatus.SUCCEEDED:
-            return  # an answer for no refund of ours, or the same answer again
+        if refund is None:
+            self.note(fact, fact.refund_id, "the engine commanded no such refund")
+            return
+        if refund.status is RefundStatus.SUCCEEDED:
+            return  # the same answer again
         refund.status = RefundStatus.SUCCEEDED
         refund.refunded = min(fact.amount, refund.amount)
         if fact.amount != refund.amount:
@@ -349,7 +363,10 @@ class Decider:
     def on_refund_failed(self, fact: RefundFailed) -> None:
         """Rule 8: retry a retryable failure later, up to the limit; otherwise escalate."""
         refund = self.find_refund(fact.refund_id, fact.payment_id)
-        if refund is None or refund.status is not RefundStatus.AWAITING_RESULT:
+        if refund is None:
+            self.note(fact, fact.refund_id, "the engine commanded no such refund")
+            return
+        if refund.status is not RefundStatus.AWAITING_RESULT:
             return  # late or repeated: only the answer to the current attempt counts
         if fact.retryable and refund.attempt < self.rules.max_refund_attempts:
             refund.status = RefundStatus.AWAITING_RETRY
@@ -371,6 +388,10 @@ class Decider:
         )
 
     # -- cases ------------------------------------------------------------------------
+
+    def note(self, fact: Fact, subject: str, why: str) -> None:
+        """Keep a result no command of ours was waiting for, so the report shows it."""
+        self.state.unmatched.append(Unmatched(fact.event_id, fact.type, subject, why))
 
     def detect(
         self,

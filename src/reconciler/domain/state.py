@@ -95,7 +95,16 @@ class Order:
     undelivered_refunded: bool = False
     cases: list[Case] = field(default_factory=list)
     escalations: list[str] = field(default_factory=list)
-    unmatched_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A result the engine recorded but could not tie to a command it is waiting on."""
+
+    event_id: str
+    type: str
+    subject: str
+    why: str
 
 
 class TimerKind(Enum):
@@ -122,6 +131,7 @@ class State:
     refunds: dict[str, Refund] = field(default_factory=dict)
     serials: set[str] = field(default_factory=set)
     escalated: set[str] = field(default_factory=set)
+    unmatched: list[Unmatched] = field(default_factory=list)
     timers: list[tuple[datetime, int, TimerKind, str, int]] = field(default_factory=list)
     timer_seq: int = 0
 
