@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from reconciler.report import build_report, print_report
 from reconciler.runtime import tune_for_throughput
 from reconciler.schemas import export_schemas
 from reconciler.store import open_store
+
+if TYPE_CHECKING:
+    from reconciler.domain.rules import Rules
 
 app = typer.Typer(
     help="Event-sourced reconciliation of e-meterai payments: every rupiah ends "
@@ -43,6 +46,20 @@ class OutputFormat(StrEnum):
 
     JSON = "json"
     TABLE = "table"
+
+
+def _fail(err: Console, message: str) -> typer.Exit:
+    """Print `reconciler: message` on stderr; the caller raises the returned exit (status 2)."""
+    err.print(f"reconciler: {message}", markup=False, highlight=False)
+    return typer.Exit(EXIT_UNREADABLE)
+
+
+def _rules_or_exit(config: Path | None, err: Console) -> Rules:
+    """The rule settings, or exit 2 with a message naming the file or variable at fault."""
+    try:
+        return load_rules(config)
+    except ConfigError as error:
+        raise _fail(err, str(error)) from None
 
 
 def _parse_until(text: str | None) -> datetime | None:
@@ -78,27 +95,20 @@ def reconcile(
     """Reconcile a file of events and print what the engine decided."""
     until_at = _parse_until(until)
     err = Console(stderr=True)
-    try:
-        rules = load_rules(config)
-    except ConfigError as error:
-        err.print(f"reconciler: {error}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+    rules = _rules_or_exit(config, err)
     log = open_store(store)
     if (held := log.last_position()) > 0:
         log.close()
-        err.print(
-            f"reconciler: the store {store} already holds {held} records; "
-            "reconcile starts from an empty log (give a new file or schema)",
-            markup=False,
-            highlight=False,
+        message = (
+            f"the store {store} already holds {held} records; "
+            "reconcile starts from an empty log (give a new file or schema)"
         )
-        raise typer.Exit(EXIT_UNREADABLE)
+        raise _fail(err, message)
     try:
         with counting_progress(err, f"reconciling {events.name}") as advance:
             run = reconcile_file(events, rules, log, until=until_at, progress=advance)
     except UnreadableInputError as error:
-        err.print(f"reconciler: {error}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+        raise _fail(err, str(error)) from None
     finally:
         log.close()
     report = build_report(run.engine.state, run.decisions, run.rejections)
@@ -119,11 +129,7 @@ def demo(
 ) -> None:
     """Simulate a registration-peak day with a failing issuer and PSP, and reconcile it."""
     err = Console(stderr=True)
-    try:
-        rules = load_rules(config)
-    except ConfigError as error:
-        err.print(f"reconciler: {error}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_UNREADABLE) from None
+    rules = _rules_or_exit(config, err)
     day = DemoConfig(orders=orders, seed=seed)
     started = time.perf_counter()
     with Progress(
