@@ -11,6 +11,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -38,11 +39,16 @@ if TYPE_CHECKING:
     Tamper = Callable[[str, Sequence[Any]], None]
 
 
-def fact(number: int, *, record_id: str | None = None) -> NewRecord:
+def fact(number: int, *, record_id: str | None = None, source: str = "payments:0") -> NewRecord:
     """A small fact record with canonical JSON bytes, as ingest would make it."""
     payload = {"event_id": f"event-{number}", "amount": 12500, "order_id": f"order-{number}"}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    return NewRecord("fact", record_id or f"event-{number}", "PaymentDebited", canonical)
+    return NewRecord("fact", record_id or f"event-{number}", "PaymentDebited", canonical, source)
+
+
+def decision(number: int, *, source: str = "payments:0") -> NewRecord:
+    """A small decision record, as the engine would make it."""
+    return NewRecord("decision", f"refund-{number}", "RefundCommanded", b"{}", source)
 
 
 def facts(first: int, last: int) -> list[NewRecord]:
@@ -126,6 +132,75 @@ class LogStoreContract:
         rest = list(reader)
         assert [r.position for r in first + rest] == [1, 2, 3, 4, 5]
 
+    # --- sources and filtered reads --------------------------------------------------
+
+    def test_source_round_trips(self, store: LogStore) -> None:
+        """Each record's source comes back as given; a record made without one has ""."""
+        records = [
+            fact(1, source="reconciler.events:3"),
+            fact(2, source="/data/in/2026-01-02.jsonl"),
+            fact(3, source="bestellungen:ü"),
+            NewRecord("fact", "event-4", "PaymentDebited", b"{}"),
+        ]
+        stored = append(store, records)
+        assert [r.source for r in stored if r is not None] == [
+            "reconciler.events:3",
+            "/data/in/2026-01-02.jsonl",
+            "bestellungen:ü",
+            "",
+        ]
+        assert list(store.read()) == stored
+        assert store.verify().ok
+
+    def test_read_filters_by_source(self, store: LogStore) -> None:
+        """`source` keeps one shard's records, in position order, with after and limit."""
+        _append_mixed_log(store)
+        assert [r.position for r in store.read(source="t:0")] == [1, 2, 4, 6, 7, 9]
+        assert {r.source for r in store.read(source="t:0")} == {"t:0"}
+        assert [r.position for r in store.read(after=2, limit=3, source="t:0")] == [4, 6, 7]
+        assert [r.position for r in store.read(after=7, source="t:0")] == [9]
+        assert list(store.read(source="t:0", limit=0)) == []
+        assert list(store.read(source="t:2")) == []
+
+    def test_read_filters_by_kind(self, store: LogStore) -> None:
+        """`kind` keeps facts or decisions only, in position order, with after and limit."""
+        _append_mixed_log(store)
+        assert [r.position for r in store.read(kind="decision")] == [3, 6, 8]
+        assert [r.position for r in store.read(after=3, limit=2, kind="decision")] == [6, 8]
+        assert [r.position for r in store.read(after=3, limit=4, kind="fact")] == [4, 5, 7, 9]
+        assert {r.kind for r in store.read(kind="fact")} == {"fact"}
+
+    def test_read_filters_by_source_and_kind(self, store: LogStore) -> None:
+        """Both filters together give one shard's facts (what a rebuild reads)."""
+        _append_mixed_log(store)
+        assert [r.position for r in store.read(source="t:0", kind="fact")] == [1, 2, 4, 7, 9]
+        assert [r.position for r in store.read(after=2, limit=2, source="t:0", kind="fact")] == [
+            4,
+            7,
+        ]
+        assert [r.position for r in store.read(source="t:1", kind="decision")] == [3, 8]
+
+    def test_filtered_read_pages_by_matching_records(
+        self, store: LogStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Filtered reads page by the records that match: none skipped, none repeated."""
+        monkeypatch.setattr(paging, "PAGE_SIZE", 2)
+        append(store, [fact(n, source=f"t:{n % 3}") for n in range(1, 31)])
+        assert [r.position for r in store.read(source="t:1")] == list(range(1, 31, 3))
+        assert [r.position for r in store.read(after=4, limit=5, source="t:1")] == [
+            7,
+            10,
+            13,
+            16,
+            19,
+        ]
+        assert [r.position for r in store.read(after=25, source="t:0", kind="fact")] == [27, 30]
+
+    def test_filtered_read_refuses_a_negative_limit(self, store: LogStore) -> None:
+        """A negative limit is refused, filtered or not."""
+        with pytest.raises(ValueError, match="limit"):
+            list(store.read(limit=-1, source="t:0"))
+
     # --- dedupe ----------------------------------------------------------------------
 
     def test_duplicate_of_stored_record_is_reported_and_not_stored(self, store: LogStore) -> None:
@@ -180,6 +255,7 @@ class LogStoreContract:
                 record.record_id,
                 record.type,
                 record.payload,
+                record.source,
             )
             assert record.recorded_hash == expected
             previous = record.recorded_hash
@@ -208,6 +284,8 @@ class LogStoreContract:
             ("type", "RefundSucceeded"),
             ("record_id", "event-999"),
             ("kind", "decision"),
+            ("source", "payments:9"),
+            ("source", ""),
         ],
     )
     def test_verify_locates_an_altered_record(
@@ -252,7 +330,13 @@ class LogStoreContract:
         _shift_positions(tamper, from_position=3, by=1)
         forged = fact(99)
         forged_hash = record_hash(
-            before.recorded_hash, 3, forged.kind, forged.record_id, forged.type, forged.payload
+            before.recorded_hash,
+            3,
+            forged.kind,
+            forged.record_id,
+            forged.type,
+            forged.payload,
+            forged.source,
         )
         _insert_row(tamper, forged, 3, forged_hash, before.recorded_hash)
         report = store.verify()
@@ -283,6 +367,7 @@ class LogStoreContract:
             replacement.record_id,
             replacement.type,
             replacement.payload,
+            replacement.source,
         )
         tamper(
             "UPDATE records SET payload = %s, recorded_hash = %s WHERE position = 3",
@@ -360,6 +445,78 @@ class LogStoreContract:
             tx.set_positions({"payments:0": 25})
         assert store.positions() == {"payments:0": 25, "payments:1": 4}
 
+    def test_tx_position_is_none_for_an_unknown_name(self, store: LogStore) -> None:
+        """A name no transaction has set has no position."""
+        with store.transaction() as tx:
+            tx.set_positions({"payments:0": 3})
+        with store.transaction() as tx:
+            assert tx.position("payments:1") is None
+
+    def test_tx_position_sees_positions_set_earlier_in_the_transaction(
+        self, store: LogStore
+    ) -> None:
+        """A position set in this transaction is read back before it commits."""
+        with store.transaction() as tx:
+            assert tx.position("payments:0") is None
+            tx.set_positions({"payments:0": 10})
+            assert tx.position("payments:0") == 10
+            tx.set_positions({"payments:0": 12})
+            assert tx.position("payments:0") == 12
+
+    def test_tx_position_sees_positions_of_earlier_transactions(
+        self, store: LogStore, open_store_on_database: OpenStore
+    ) -> None:
+        """Positions committed before, by this store or another on the database, are seen."""
+        with store.transaction() as tx:
+            tx.set_positions({"payments:0": 10, "payments:1": 4})
+        other = open_store_on_database()
+        with other.transaction() as tx:
+            tx.set_positions({"payments:1": 8})
+        with store.transaction() as tx:
+            assert (tx.position("payments:0"), tx.position("payments:1")) == (10, 8)
+
+    def test_tx_position_is_not_changed_by_a_rolled_back_transaction(self, store: LogStore) -> None:
+        """A position set by a transaction that rolled back is not seen afterwards."""
+        with pytest.raises(RuntimeError, match="boom"):
+            _write_everything_then_raise(store)
+        with store.transaction() as tx:
+            assert tx.position("topic:0") is None
+
+    def test_tx_position_waits_for_a_writer_in_progress(
+        self, open_store_on_database: OpenStore
+    ) -> None:
+        """A transaction begun while another is writing reads the position that one commits."""
+        first, second = open_store_on_database(), open_store_on_database()
+        writing = threading.Event()
+        seen: list[int | None] = []
+        errors: list[BaseException] = []
+
+        def fence() -> None:
+            try:
+                writing.wait()
+                with second.transaction() as tx:
+                    seen.append(tx.position("payments:0"))
+            except BaseException as error:  # noqa: BLE001 - reported by the main thread
+                errors.append(error)
+
+        fencer = threading.Thread(target=fence)
+        fencer.start()
+        with first.transaction() as tx:
+            tx.set_positions({"payments:0": 42})
+            writing.set()
+            # Long enough for the fencer to reach its read, were it not held at the lock.
+            time.sleep(0.3)
+        fencer.join()
+        assert errors == []
+        assert seen == [42]
+
+    def test_tx_position_after_its_block_is_refused(self, store: LogStore) -> None:
+        """Reading a position through a unit whose block has ended is refused."""
+        with store.transaction() as tx:
+            pass
+        with pytest.raises(TransactionStateError):
+            tx.position("payments:0")
+
     def test_dead_letters_are_kept_in_recorded_order(self, store: LogStore) -> None:
         """Dead letters come back in the order recorded, with raw bytes and reasons intact."""
         letters = [
@@ -375,6 +532,29 @@ class LogStoreContract:
             (d.source, d.locator, d.reason, d.raw) for d in letters
         ]
         assert stored[0].id < stored[1].id
+
+    def test_dead_letters_page_by_id(self, store: LogStore) -> None:
+        """`after_id` and `limit` page through dead letters in recorded order."""
+        letters = [DeadLetter("payments:0", f"offset {n}", "not JSON", b"{") for n in range(5)]
+        with store.transaction() as tx:
+            tx.add_dead_letters(letters[:3])
+        with store.transaction() as tx:
+            tx.add_dead_letters(letters[3:])
+        everything = store.dead_letters()
+        pages: list[list[str]] = []
+        after_id = 0
+        while page := store.dead_letters(after_id=after_id, limit=2):
+            pages.append([letter.locator for letter in page])
+            after_id = page[-1].id
+        assert pages == [["offset 0", "offset 1"], ["offset 2", "offset 3"], ["offset 4"]]
+        assert store.dead_letters(after_id=everything[1].id) == everything[2:]
+        assert store.dead_letters(after_id=everything[-1].id) == []
+        assert store.dead_letters(limit=0) == []
+
+    def test_dead_letters_refuse_a_negative_limit(self, store: LogStore) -> None:
+        """A negative dead letter limit is refused."""
+        with pytest.raises(ValueError, match="limit"):
+            store.dead_letters(limit=-1)
 
     def test_records_positions_and_dead_letters_commit_together(self, store: LogStore) -> None:
         """One unit of work stores records, positions and dead letters at once."""
@@ -429,6 +609,24 @@ class LogStoreContract:
 _BAD_KIND = NewRecord("fact", "x", "T", b"{}")._replace(kind="neither")  # type: ignore[arg-type]
 
 
+def _append_mixed_log(store: LogStore) -> None:
+    """Positions 1-9: two shards, facts and decisions interleaved (see the reads above)."""
+    append(
+        store,
+        [
+            fact(1, source="t:0"),  # 1
+            fact(2, source="t:0"),  # 2
+            decision(3, source="t:1"),  # 3
+            fact(4, source="t:0"),  # 4
+            fact(5, source="t:1"),  # 5
+            decision(6, source="t:0"),  # 6
+            fact(7, source="t:0"),  # 7
+            decision(8, source="t:1"),  # 8
+            fact(9, source="t:0"),  # 9
+        ],
+    )
+
+
 def _write_everything_then_raise(store: LogStore) -> None:
     with store.transaction() as tx:
         tx.append(facts(3, 4))
@@ -456,8 +654,8 @@ def _insert_row(
 ) -> None:
     tamper(
         "INSERT INTO records"
-        " (position, kind, record_id, type, payload, recorded_hash, prev_hash)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        " (position, kind, record_id, type, payload, source, recorded_hash, prev_hash)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
         [position, *record, recorded_hash, prev_hash],
     )
 

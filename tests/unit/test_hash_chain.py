@@ -25,19 +25,47 @@ def _chain(count: int) -> list[ChainRow]:
     previous = GENESIS_HASH
     for position in range(1, count + 1):
         payload = b'{"n":%d}' % position
-        recorded = record_hash(previous, position, "fact", f"e{position}", "T", payload)
-        rows.append(ChainRow(position, "fact", f"e{position}", "T", payload, recorded, previous))
+        recorded = record_hash(previous, position, "fact", f"e{position}", "T", payload, "t:0")
+        rows.append(
+            ChainRow(position, "fact", f"e{position}", "T", payload, "t:0", recorded, previous)
+        )
         previous = recorded
     return rows
 
 
 def test_record_hash_is_sha256_over_length_prefixed_fields() -> None:
-    """The hash is sha256 over prev hash, position, kind, id, type, payload, length-prefixed."""
+    """The hash is sha256 over prev hash, position, kind, id, type, payload, source, framed."""
     prev = bytes(range(32))
     expected = hashlib.sha256(
-        _framed(prev, struct.pack(">Q", 7), b"fact", b"e-1", b"PaymentDebited", b'{"a":1}')
+        _framed(
+            prev,
+            struct.pack(">Q", 7),
+            b"fact",
+            b"e-1",
+            b"PaymentDebited",
+            b'{"a":1}',
+            b"reconciler.events:3",
+        )
     ).digest()
-    assert record_hash(prev, 7, "fact", "e-1", "PaymentDebited", b'{"a":1}') == expected
+    actual = record_hash(
+        prev, 7, "fact", "e-1", "PaymentDebited", b'{"a":1}', "reconciler.events:3"
+    )
+    assert actual == expected
+
+
+def test_empty_source_is_framed_as_zero_length() -> None:
+    """A record with no source still frames the source field, as eight zero bytes."""
+    expected = hashlib.sha256(
+        _framed(GENESIS_HASH, struct.pack(">Q", 1), b"fact", b"e", b"T", b"{}", b"")
+    ).digest()
+    assert record_hash(GENESIS_HASH, 1, "fact", "e", "T", b"{}", "") == expected
+
+
+def test_source_is_covered_by_the_hash() -> None:
+    """Records differing only in source hash differently."""
+    assert record_hash(GENESIS_HASH, 1, "fact", "e", "T", b"{}", "t:0") != record_hash(
+        GENESIS_HASH, 1, "fact", "e", "T", b"{}", "t:1"
+    )
 
 
 def test_genesis_is_32_zero_bytes() -> None:
@@ -47,17 +75,20 @@ def test_genesis_is_32_zero_bytes() -> None:
 
 def test_framing_keeps_field_boundaries_apart() -> None:
     """Moving bytes across a field boundary changes the hash."""
-    assert record_hash(GENESIS_HASH, 1, "fact", "ab", "c", b"") != record_hash(
-        GENESIS_HASH, 1, "fact", "a", "bc", b""
+    assert record_hash(GENESIS_HASH, 1, "fact", "ab", "c", b"", "") != record_hash(
+        GENESIS_HASH, 1, "fact", "a", "bc", b"", ""
+    )
+    assert record_hash(GENESIS_HASH, 1, "fact", "a", "T", b"{}", "s") != record_hash(
+        GENESIS_HASH, 1, "fact", "a", "T", b"{}s", ""
     )
 
 
 def test_text_fields_are_hashed_as_utf8() -> None:
-    """Non-ASCII ids hash by their UTF-8 bytes."""
+    """Non-ASCII ids and sources hash by their UTF-8 bytes."""
     expected = hashlib.sha256(
-        _framed(GENESIS_HASH, struct.pack(">Q", 1), b"fact", "é".encode(), b"T", b"")
+        _framed(GENESIS_HASH, struct.pack(">Q", 1), b"fact", "é".encode(), b"T", b"", "ü".encode())
     ).digest()
-    assert record_hash(GENESIS_HASH, 1, "fact", "é", "T", b"") == expected
+    assert record_hash(GENESIS_HASH, 1, "fact", "é", "T", b"", "ü") == expected
 
 
 def test_intact_chain_verifies() -> None:
@@ -101,6 +132,14 @@ def test_log_not_starting_at_one_is_a_gap() -> None:
     assert (report.first_bad_position, report.fault) == (1, Fault.GAP)
 
 
+def test_altered_source_is_located() -> None:
+    """A row whose source was changed no longer gives its hash: altered, at its position."""
+    rows = _chain(5)
+    rows[3] = rows[3]._replace(source="t:1")
+    report = verify_chain(rows)
+    assert (report.ok, report.first_bad_position, report.fault) == (False, 4, Fault.ALTERED)
+
+
 def test_broken_link_is_located() -> None:
     """A row chaining from a hash the log does not hold is a broken link."""
     rows = _chain(4)
@@ -112,8 +151,8 @@ def test_broken_link_is_located() -> None:
 def test_row_skipped_by_its_successor_is_inserted() -> None:
     """A row whose successor chains from its predecessor was inserted."""
     rows = _chain(4)
-    forged_hash = record_hash(rows[1].recorded_hash, 3, "fact", "forged", "T", b"{}")
-    forged = ChainRow(3, "fact", "forged", "T", b"{}", forged_hash, rows[1].recorded_hash)
+    forged_hash = record_hash(rows[1].recorded_hash, 3, "fact", "forged", "T", b"{}", "t:0")
+    forged = ChainRow(3, "fact", "forged", "T", b"{}", "t:0", forged_hash, rows[1].recorded_hash)
     rows.insert(2, forged)
     report = verify_chain(rows)
     assert (report.first_bad_position, report.fault) == (3, Fault.INSERTED)

@@ -6,9 +6,14 @@ satisfy `LogStore`, and are opened by URL with `open_store`. Nothing connects at
 import or construction. Writers use one transaction per batch:
 
     with store.transaction() as tx:
+        stored = tx.position("topic:0")       # fence: refuse a batch starting before it
         results = tx.append(records)          # None in place of each duplicate
         tx.set_positions({"topic:0": 42})
         tx.add_dead_letters([dead_letter])
+
+Each record names its `source`, the shard it belongs to (a Kafka partition such as
+`topic:0`, or a file); `store.read(source=..., kind="fact")` reads one shard's facts
+back in position order, to rebuild its state where the partition moved to.
 
 Inside a block, use what `append` returns rather than reading the store: reads run
 on other connections, do not see the block's uncommitted writes, and on an in-memory

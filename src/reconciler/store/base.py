@@ -10,7 +10,13 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from reconciler.store.chain import VerifyReport
-    from reconciler.store.records import DeadLetter, NewRecord, StoredDeadLetter, StoredRecord
+    from reconciler.store.records import (
+        DeadLetter,
+        Kind,
+        NewRecord,
+        StoredDeadLetter,
+        StoredRecord,
+    )
 
 
 class LogTransaction(Protocol):
@@ -22,6 +28,15 @@ class LogTransaction(Protocol):
 
     def set_positions(self, positions: Mapping[str, int]) -> None:
         """Record how far each input source has been read (e.g. `topic:0` -> next offset)."""
+        ...
+
+    def position(self, name: str) -> int | None:
+        """Return the input position stored for `name` as of now, `None` if there is none.
+
+        Read under the appender lock, so it includes what other processes committed
+        before this transaction began and what this one set: a writer can refuse a batch
+        that starts behind it (fencing a process that lost its partition).
+        """
         ...
 
     def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
@@ -40,8 +55,19 @@ class LogStore(Protocol):
         """Open a unit of work, committed when the block ends and rolled back if it raises."""
         ...
 
-    def read(self, after: int = 0, limit: int | None = None) -> Iterator[StoredRecord]:
-        """Stream stored records in position order, starting after position `after`."""
+    def read(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        source: str | None = None,
+        kind: Kind | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Stream stored records in position order, starting after position `after`.
+
+        `source` and `kind`, when given, keep only the records that match; `limit`
+        counts the records yielded, not the positions passed over.
+        """
         ...
 
     def last_position(self) -> int:
@@ -52,8 +78,11 @@ class LogStore(Protocol):
         """Return the input positions stored by `LogTransaction.set_positions`."""
         ...
 
-    def dead_letters(self) -> list[StoredDeadLetter]:
-        """Return every dead letter in recorded order."""
+    def dead_letters(self, after_id: int = 0, limit: int | None = None) -> list[StoredDeadLetter]:
+        """Return the dead letters with id greater than `after_id`, in recorded order.
+
+        At most `limit` of them; with no arguments, all of them.
+        """
         ...
 
     def verify(self) -> VerifyReport:

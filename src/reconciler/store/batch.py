@@ -31,7 +31,7 @@ class ChainHead:
     recorded_hash: bytes = GENESIS_HASH
 
 
-InsertRow = tuple[int, str, str, str, bytes, bytes, bytes]
+InsertRow = tuple[int, str, str, str, bytes, str, bytes, bytes]
 """A row as inserted: the stored record's fields, then the hash it chains from."""
 
 
@@ -67,9 +67,9 @@ def plan_append(
             continue
         seen.add(key)
         position += 1
-        kind, record_id, type_, payload = record
-        recorded_hash = record_hash(chain_hash, position, kind, record_id, type_, payload)
-        stored = StoredRecord(position, kind, record_id, type_, payload, recorded_hash)
+        kind, record_id, type_, payload, source = record
+        recorded_hash = record_hash(chain_hash, position, kind, record_id, type_, payload, source)
+        stored = StoredRecord(position, kind, record_id, type_, payload, source, recorded_hash)
         rows.append((*stored, chain_hash))
         results.append(stored)
         chain_hash = recorded_hash

@@ -2,9 +2,9 @@
 """The hash chain over the log, and the walk that verifies it.
 
 Each record's hash is sha256 over the previous record's hash, then its position,
-kind, record_id, type and payload, every field prefixed by its length as 8 bytes
-big-endian, so no two different records can frame to the same bytes. The first
-record chains from 32 zero bytes.
+kind, record_id, type, payload and source, every field prefixed by its length as 8
+bytes big-endian, so no two different records can frame to the same bytes (an empty
+source still frames as its zero length). The first record chains from 32 zero bytes.
 
 Every row also keeps the hash it chained from (`prev_hash`). That adds nothing to
 the proof, but it lets `verify_chain` say what was done to the log and not only
@@ -37,9 +37,11 @@ def record_hash(  # noqa: PLR0913, PLR0917 - the chain is defined over exactly t
     record_id: str,
     type_: str,
     payload: bytes,
+    source: str,
 ) -> bytes:
     """Return the chain hash of one record given the hash of the record before it."""
     kind_bytes, record_id_bytes, type_bytes = kind.encode(), record_id.encode(), type_.encode()
+    source_bytes = source.encode()
     framed = (
         _u64(len(prev_hash)),
         prev_hash,
@@ -53,6 +55,8 @@ def record_hash(  # noqa: PLR0913, PLR0917 - the chain is defined over exactly t
         type_bytes,
         _u64(len(payload)),
         payload,
+        _u64(len(source_bytes)),
+        source_bytes,
     )
     return hashlib.sha256(b"".join(framed)).digest()
 
@@ -65,13 +69,20 @@ class ChainRow(NamedTuple):
     record_id: str
     type: str
     payload: bytes
+    source: str
     recorded_hash: bytes
     prev_hash: bytes
 
     def computed_hash(self) -> bytes:
         """Return the hash this row's content gives when chained from `prev_hash`."""
         return record_hash(
-            self.prev_hash, self.position, self.kind, self.record_id, self.type, self.payload
+            self.prev_hash,
+            self.position,
+            self.kind,
+            self.record_id,
+            self.type,
+            self.payload,
+            self.source,
         )
 
 

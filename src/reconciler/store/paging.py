@@ -35,9 +35,7 @@ def keyset_pages(
     `page_size` defaults to the module's `PAGE_SIZE`, read at call time.
     """
     page_size = PAGE_SIZE if page_size is None else page_size
-    if limit is not None and limit < 0:
-        msg = f"limit must not be negative, got {limit}"
-        raise ValueError(msg)
+    check_limit(limit)
     remaining = limit
     while remaining is None or remaining > 0:
         size = page_size if remaining is None else min(page_size, remaining)
@@ -48,3 +46,10 @@ def keyset_pages(
         after = page[-1].position
         if remaining is not None:
             remaining -= len(page)
+
+
+def check_limit(limit: int | None) -> None:
+    """Refuse a negative `limit`; `None` means no limit."""
+    if limit is not None and limit < 0:
+        msg = f"limit must not be negative, got {limit}"
+        raise ValueError(msg)

@@ -21,6 +21,10 @@ only if the unique index refuses it. Each append is thus a subtransaction: keep 
 a few appends per transaction, since past 64 subtransactions in one, PostgreSQL's
 snapshots overflow and every session slows down.
 
+Each record names its `source` (the shard it belongs to, e.g. a Kafka partition);
+an index on (source, kind, position) lets a process that takes over a partition read
+that shard's facts back in position order without walking the rest of the log.
+
 Construction does not connect; `create_tables()` creates the schema and tables
 (idempotent, and safe to race: it takes a transaction-scoped advisory lock).
 """
@@ -28,6 +32,7 @@ Construction does not connect; `create_tables()` creates the schema and tables
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg.errors
@@ -39,7 +44,7 @@ from psycopg.sql import SQL, Identifier
 from reconciler.store.batch import ChainHead, RecordKey, plan_append
 from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
 from reconciler.store.errors import psycopg_errors_translated
-from reconciler.store.paging import keyset_pages
+from reconciler.store.paging import check_limit, keyset_pages
 from reconciler.store.records import StoredDeadLetter, StoredRecord
 from reconciler.store.unit import UnitOfWork
 
@@ -49,7 +54,7 @@ if TYPE_CHECKING:
     from psycopg import Cursor
 
     from reconciler.store.batch import InsertRow, Plan
-    from reconciler.store.records import DeadLetter, NewRecord
+    from reconciler.store.records import DeadLetter, Kind, NewRecord
 
 _CREATE_TABLES = (
     "SELECT pg_advisory_xact_lock(hashtext('reconciler.store.create_tables'))",
@@ -61,10 +66,18 @@ _CREATE_TABLES = (
         record_id text NOT NULL,
         type text NOT NULL,
         payload bytea NOT NULL,
+        source text NOT NULL,
         recorded_hash bytea NOT NULL,
         prev_hash bytea NOT NULL,
         UNIQUE (kind, record_id)
     )
+    """,
+    # Serves `read(source=..., kind=...)`, a shard's rebuild, as one ordered range even
+    # under a generic plan; on (source, position) alone, PostgreSQL's generic plan walked
+    # the primary key and filtered instead. A read by source alone is not one range of it.
+    """
+    CREATE INDEX IF NOT EXISTS records_source_kind_position
+        ON {schema}.records (source, kind, position)
     """,
     """
     CREATE TABLE IF NOT EXISTS {schema}.input_positions (
@@ -82,7 +95,7 @@ _CREATE_TABLES = (
     )
     """,
 )
-_COPY_TYPES = ("int8", "text", "text", "text", "bytea", "bytea", "bytea")
+_COPY_TYPES = ("int8", "text", "text", "text", "bytea", "text", "bytea", "bytea")
 _CONNECTION_KEYS = ("dbname", "host", "port", "user", "password")
 
 
@@ -105,30 +118,47 @@ class _Statements:
         )
         self.copy_records = bind(
             "COPY {schema}.records"
-            " (position, kind, record_id, type, payload, recorded_hash, prev_hash)"
+            " (position, kind, record_id, type, payload, source, recorded_hash, prev_hash)"
             " FROM STDIN (FORMAT BINARY)"
         )
         self.upsert_position = bind(
             "INSERT INTO {schema}.input_positions (source, position) VALUES (%s, %s)"
             " ON CONFLICT (source) DO UPDATE SET position = excluded.position"
         )
+        self.position = bind("SELECT position FROM {schema}.input_positions WHERE source = %s")
         self.insert_dead_letter = bind(
             "INSERT INTO {schema}.dead_letters (source, locator, reason, raw)"
             " VALUES (%s, %s, %s, %s)"
         )
-        self.records_page = bind(
-            "SELECT position, kind, record_id, type, payload, recorded_hash"
-            " FROM {schema}.records WHERE position > %s ORDER BY position LIMIT %s"
-        )
+        # Keyed by (filtered by source, filtered by kind).
+        self.records_pages = {
+            (by_source, by_kind): bind(_records_page(by_source=by_source, by_kind=by_kind))
+            for by_source in (False, True)
+            for by_kind in (False, True)
+        }
         self.chain_page = bind(
-            "SELECT position, kind, record_id, type, payload, recorded_hash, prev_hash"
+            "SELECT position, kind, record_id, type, payload, source, recorded_hash, prev_hash"
             " FROM {schema}.records WHERE position > %s ORDER BY position LIMIT %s"
         )
         self.last_position = bind("SELECT coalesce(max(position), 0) FROM {schema}.records")
         self.positions = bind("SELECT source, position FROM {schema}.input_positions")
         self.dead_letters = bind(
-            "SELECT id, source, locator, reason, raw FROM {schema}.dead_letters ORDER BY id"
+            "SELECT id, source, locator, reason, raw FROM {schema}.dead_letters"
+            " WHERE id > %s ORDER BY id LIMIT %s"
         )
+
+
+def _records_page(*, by_source: bool, by_kind: bool) -> str:
+    conditions = ["position > %s"]
+    if by_source:
+        conditions.append("source = %s")
+    if by_kind:
+        conditions.append("kind = %s")
+    where = " AND ".join(conditions)
+    return (
+        "SELECT position, kind, record_id, type, payload, source, recorded_hash"  # noqa: S608 - fixed text only
+        f" FROM {{schema}}.records WHERE {where} ORDER BY position LIMIT %s"
+    )
 
 
 class PostgresLogStore:
@@ -158,9 +188,20 @@ class PostgresLogStore:
                 raise
             unit.finish()
 
-    def read(self, after: int = 0, limit: int | None = None) -> Iterator[StoredRecord]:
-        """Stream stored records in position order, starting after position `after`."""
-        return keyset_pages(self._record_page, after, limit)
+    def read(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        source: str | None = None,
+        kind: Kind | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Stream stored records in position order, starting after position `after`.
+
+        `source` and `kind`, when given, keep only the records that match; `limit`
+        counts the records yielded.
+        """
+        return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
 
     def last_position(self) -> int:
         """Return the last stored position, 0 for an empty log."""
@@ -173,10 +214,16 @@ class PostgresLogStore:
         with self._cursor() as cursor:
             return dict(cursor.execute(self._sql.positions))
 
-    def dead_letters(self) -> list[StoredDeadLetter]:
-        """Return every dead letter in recorded order."""
+    def dead_letters(self, after_id: int = 0, limit: int | None = None) -> list[StoredDeadLetter]:
+        """Return the dead letters with id greater than `after_id`, in recorded order.
+
+        At most `limit` of them; with no arguments, all of them.
+        """
+        check_limit(limit)
         with self._cursor() as cursor:
-            rows = cursor.execute(self._sql.dead_letters, binary=True).fetchall()
+            # LIMIT NULL is no limit.
+            parameters = (after_id, limit)
+            rows = cursor.execute(self._sql.dead_letters, parameters, binary=True).fetchall()
         return [StoredDeadLetter(*row) for row in rows]
 
     def verify(self) -> VerifyReport:
@@ -187,10 +234,14 @@ class PostgresLogStore:
         """Close the connection pool."""
         self._datastore.close()
 
-    def _record_page(self, after: int, size: int) -> list[StoredRecord]:
+    def _record_page(
+        self, after: int, size: int, *, source: str | None, kind: Kind | None
+    ) -> list[StoredRecord]:
+        query = self._sql.records_pages[source is not None, kind is not None]
+        filters = [value for value in (source, kind) if value is not None]
         with self._cursor() as cursor:
             records = cursor.connection.cursor(row_factory=args_row(StoredRecord))
-            return records.execute(self._sql.records_page, (after, size), binary=True).fetchall()
+            return records.execute(query, (after, *filters, size), binary=True).fetchall()
 
     def _chain_page(self, after: int, size: int) -> list[ChainRow]:
         with self._cursor() as cursor:
@@ -243,6 +294,12 @@ class _PostgresUnit(UnitOfWork):
 
     def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
         self._cursor.executemany(self._sql.upsert_position, positions)
+
+    def _read_position(self, name: str) -> int | None:
+        # READ COMMITTED: this statement sees every transaction committed before it,
+        # and none can commit a position meanwhile, since they all take the lock first.
+        row = self._cursor.execute(self._sql.position, (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def _insert_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         self._cursor.executemany(

@@ -19,13 +19,17 @@ class NewRecord(NamedTuple):
     """A record to append: `payload` is canonical JSON bytes made by the caller.
 
     The dedupe key is `(kind, record_id)`: a record whose key is already stored is
-    not stored again.
+    not stored again. `source` names the shard the record belongs to (a Kafka
+    partition such as `"reconciler.events:3"`, or a file path); a shard's records
+    are read back with `LogStore.read(source=...)` to rebuild its state. It is
+    covered by the hash chain, but is not part of the dedupe key.
     """
 
     kind: Kind
     record_id: str
     type: str
     payload: bytes
+    source: str = ""
 
 
 class StoredRecord(NamedTuple):
@@ -36,6 +40,7 @@ class StoredRecord(NamedTuple):
     record_id: str
     type: str
     payload: bytes
+    source: str
     recorded_hash: bytes
 
 

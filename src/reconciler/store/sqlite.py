@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore, SQLiteTransaction
@@ -28,7 +29,7 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore
 from reconciler.store.batch import ChainHead, RecordKey
 from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
 from reconciler.store.errors import sqlite_errors_translated
-from reconciler.store.paging import keyset_pages
+from reconciler.store.paging import check_limit, keyset_pages
 from reconciler.store.records import StoredDeadLetter, StoredRecord
 from reconciler.store.unit import UnitOfWork
 
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from reconciler.store.batch import InsertRow
-    from reconciler.store.records import DeadLetter
+    from reconciler.store.records import DeadLetter, Kind
 
 _CREATE_TABLES = (
     """
@@ -48,6 +49,7 @@ _CREATE_TABLES = (
         record_id TEXT NOT NULL,
         type TEXT NOT NULL,
         payload BLOB NOT NULL,
+        source TEXT NOT NULL,
         recorded_hash BLOB NOT NULL,
         prev_hash BLOB NOT NULL,
         UNIQUE (kind, record_id)
@@ -70,8 +72,9 @@ _CREATE_TABLES = (
     """,
 )
 _INSERT_RECORD = (
-    "INSERT INTO records (position, kind, record_id, type, payload, recorded_hash, prev_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO records"
+    " (position, kind, record_id, type, payload, source, recorded_hash, prev_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_HEAD = "SELECT position, recorded_hash FROM records ORDER BY position DESC LIMIT 1"
 _UPSERT_POSITION = (
@@ -79,13 +82,38 @@ _UPSERT_POSITION = (
     " ON CONFLICT (source) DO UPDATE SET position = excluded.position"
 )
 _INSERT_DEAD_LETTER = "INSERT INTO dead_letters (source, locator, reason, raw) VALUES (?, ?, ?, ?)"
-_SELECT_RECORDS = (
-    "SELECT position, kind, record_id, type, payload, recorded_hash FROM records"
-    " WHERE position > ? ORDER BY position LIMIT ?"
-)
+_SELECT_POSITION = "SELECT position FROM input_positions WHERE source = ?"
+
+
+def _select_records(*, by_source: bool, by_kind: bool) -> str:
+    # No index on source here, unlike on PostgreSQL (where partitions move between
+    # processes): a filtered page walks the primary key from `after` and skips the rows
+    # that do not match, so a whole filtered read visits each later row once, and
+    # inserts, the hot path of a file run, pay for no second index.
+    conditions = ["position > ?"]
+    if by_source:
+        conditions.append("source = ?")
+    if by_kind:
+        conditions.append("kind = ?")
+    where = " AND ".join(conditions)
+    return (
+        "SELECT position, kind, record_id, type, payload, source, recorded_hash"  # noqa: S608 - fixed text only
+        f" FROM records WHERE {where} ORDER BY position LIMIT ?"
+    )
+
+
+# Keyed by (filtered by source, filtered by kind).
+_SELECT_RECORDS = {
+    (by_source, by_kind): _select_records(by_source=by_source, by_kind=by_kind)
+    for by_source in (False, True)
+    for by_kind in (False, True)
+}
 _SELECT_CHAIN_ROWS = (
-    "SELECT position, kind, record_id, type, payload, recorded_hash, prev_hash FROM records"
-    " WHERE position > ? ORDER BY position LIMIT ?"
+    "SELECT position, kind, record_id, type, payload, source, recorded_hash, prev_hash"
+    " FROM records WHERE position > ? ORDER BY position LIMIT ?"
+)
+_SELECT_DEAD_LETTERS = (
+    "SELECT id, source, locator, reason, raw FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?"
 )
 # Keeps the bound parameters of one lookup well under SQLite's variable limit.
 _KEYS_PER_LOOKUP = 400
@@ -116,9 +144,20 @@ class SQLiteLogStore:
                 raise
             unit.finish()
 
-    def read(self, after: int = 0, limit: int | None = None) -> Iterator[StoredRecord]:
-        """Stream stored records in position order, starting after position `after`."""
-        return keyset_pages(self._record_page, after, limit)
+    def read(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        source: str | None = None,
+        kind: Kind | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Stream stored records in position order, starting after position `after`.
+
+        `source` and `kind`, when given, keep only the records that match; `limit`
+        counts the records yielded.
+        """
+        return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
 
     def last_position(self) -> int:
         """Return the last stored position, 0 for an empty log."""
@@ -132,12 +171,16 @@ class SQLiteLogStore:
             rows = cursor.execute("SELECT source, position FROM input_positions").fetchall()
         return dict(rows)
 
-    def dead_letters(self) -> list[StoredDeadLetter]:
-        """Return every dead letter in recorded order."""
+    def dead_letters(self, after_id: int = 0, limit: int | None = None) -> list[StoredDeadLetter]:
+        """Return the dead letters with id greater than `after_id`, in recorded order.
+
+        At most `limit` of them; with no arguments, all of them.
+        """
+        check_limit(limit)
         with self._cursor(write=False) as cursor:
-            rows = cursor.execute(
-                "SELECT id, source, locator, reason, raw FROM dead_letters ORDER BY id"
-            ).fetchall()
+            # SQLite reads a negative LIMIT as no limit.
+            parameters = (after_id, -1 if limit is None else limit)
+            rows = cursor.execute(_SELECT_DEAD_LETTERS, parameters).fetchall()
         return [StoredDeadLetter(*row) for row in rows]
 
     def verify(self) -> VerifyReport:
@@ -148,9 +191,13 @@ class SQLiteLogStore:
         """Close the pooled connections (an in-memory database is gone after this)."""
         self._datastore.close()
 
-    def _record_page(self, after: int, size: int) -> list[StoredRecord]:
+    def _record_page(
+        self, after: int, size: int, *, source: str | None, kind: Kind | None
+    ) -> list[StoredRecord]:
+        query = _SELECT_RECORDS[source is not None, kind is not None]
+        filters = [value for value in (source, kind) if value is not None]
         with self._cursor(write=False) as cursor:
-            rows = cursor.execute(_SELECT_RECORDS, (after, size)).fetchall()
+            rows = cursor.execute(query, (after, *filters, size)).fetchall()
         return [StoredRecord(*row) for row in rows]
 
     def _chain_page(self, after: int, size: int) -> list[ChainRow]:
@@ -214,6 +261,10 @@ class _SQLiteUnit(UnitOfWork):
 
     def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
         self._cursor.executemany(_UPSERT_POSITION, positions)
+
+    def _read_position(self, name: str) -> int | None:
+        row = self._cursor.execute(_SELECT_POSITION, (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def _insert_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         self._cursor.executemany(

@@ -56,6 +56,15 @@ class UnitOfWork(ABC):
                 # A fixed order keeps concurrent writers from locking rows crosswise.
                 self._upsert_positions(sorted(positions.items()))
 
+    def position(self, name: str) -> int | None:
+        """Return the input position stored for `name` as of now, `None` if there is none.
+
+        The backend holds the appender lock from the start of the transaction, so no
+        other writer can move the position between this read and the commit.
+        """
+        with self._operation():
+            return self._read_position(name)
+
     def add_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         """Keep input that could not be used, with the reason."""
         with self._operation():
@@ -110,6 +119,10 @@ class UnitOfWork(ABC):
     @abstractmethod
     def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
         """Insert or overwrite the input positions."""
+
+    @abstractmethod
+    def _read_position(self, name: str) -> int | None:
+        """Return the stored input position for `name` (the lock is already held)."""
 
     @abstractmethod
     def _insert_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
