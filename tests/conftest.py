@@ -7,6 +7,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ["tests.kafka_broker"]
+
 settings.register_profile(
     "default",
     max_examples=500,
