@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -14,16 +16,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from reconciler.bootstrap import build_service
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
 from reconciler.demo.session import run_demo
 from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
+from reconciler.logging import configure_logging
 from reconciler.progress import counting_progress
 from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report, print_report
 from reconciler.runtime import tune_for_throughput
 from reconciler.schemas import export_schemas
+from reconciler.service.settings import load_settings, settings_help
 from reconciler.store import open_store
 
 if TYPE_CHECKING:
@@ -111,7 +116,7 @@ def reconcile(
         raise _fail(err, str(error)) from None
     finally:
         log.close()
-    report = build_report(run.engine.state, run.decisions, run.rejections)
+    report = build_report(run.state, run.decisions, run.rejections)
     if output_format is OutputFormat.JSON:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     else:
@@ -148,6 +153,34 @@ def demo(
 
         outcome = run_demo(day, rules, out, advance)
     print_summary(outcome, Console(), time.perf_counter() - started)
+
+
+@app.command(epilog=settings_help())
+def serve(
+    config: Annotated[
+        Path | None, typer.Option(help="Rule settings (TOML or JSON; SPEC names, seconds).")
+    ] = None,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option("--settings", help="Service settings (TOML; a [service] table or top level)."),
+    ] = None,
+) -> None:
+    """Run the engine as a service: Kafka in, the PostgreSQL log, commands out.
+
+    Every service setting is below, with its environment variable and default; the
+    environment overrides the --settings file.
+    """
+    err = Console(stderr=True)
+    rules = _rules_or_exit(config, err)
+    try:
+        settings = load_settings(settings_file)
+    except ConfigError as error:
+        raise _fail(err, str(error)) from None
+    configure_logging(json=settings.log_json)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    build_service(settings, rules).run(stop)
 
 
 @events_app.command("export")

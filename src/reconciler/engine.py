@@ -1,9 +1,11 @@
 """The engine: facts in, decisions out, both recorded in the log in one transaction.
 
-Sources hand it batches of input records; it appends the valid ones to the store (which
-drops any `event_id` it already holds), runs the decider on the facts that are new,
-records the decisions, the rejections and the input positions in the same transaction,
-and returns the decisions so that the outbox can hand them to the jobs.
+Sources hand it batches of input records. Each source (a JSONL file, one Kafka
+partition) is a shard with its own decider state: its facts arrive in a fixed order, so
+its decisions are the same whichever process runs it and however often it restarts. For
+each batch the engine appends the valid records to the store (which drops any
+`event_id` it already holds), runs each shard's decider on its new facts, and records
+the decisions, the rejections and the input positions in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,16 +15,28 @@ from typing import TYPE_CHECKING
 
 from reconciler.domain.decider import Decider
 from reconciler.domain.state import State
-from reconciler.ingest.validation import Rejected
+from reconciler.ingest.validation import Rejected, parse_record
 from reconciler.store import DeadLetter, NewRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from reconciler.domain.decisions import AnyDecision
+    from reconciler.domain.events import Fact
     from reconciler.domain.rules import Rules
     from reconciler.ingest.source import InputRecord
-    from reconciler.store import LogStore
+    from reconciler.store import LogStore, LogTransaction
+
+
+class StaleBatchError(Exception):
+    """Another process already stored input past where this batch starts."""
+
+    def __init__(self, source: str, batch_start: int, stored: int | None) -> None:
+        """Name the source and both positions."""
+        super().__init__(
+            f"{source}: batch starts at {batch_start} but the log holds input up to {stored}"
+        )
+        self.source = source
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +59,69 @@ class BatchOutcome:
 
 
 class Engine:
-    """Runs the pure decider over a log store; one transaction per batch."""
+    """Runs the pure decider, one state per source, over a log store."""
 
-    def __init__(self, rules: Rules, store: LogStore, state: State | None = None) -> None:
-        """Start from an empty state, or from one rebuilt from the store's log."""
+    def __init__(self, rules: Rules, store: LogStore) -> None:
+        """Start with no shard; `restore` rebuilds one from the log."""
         self.rules = rules
         self.store = store
-        self.state = state if state is not None else State()
-        self._decider = Decider(rules, self.state)
+        self._shards: dict[str, Decider] = {}
+
+    def state(self, source: str) -> State:
+        """The decider state of one source (empty if it has seen nothing)."""
+        return self._shard(source).state
+
+    def sources(self) -> list[str]:
+        """The sources this engine holds state for."""
+        return list(self._shards)
+
+    def restore(self, source: str) -> int:
+        """Rebuild a source's state from its facts in the log; returns how many."""
+        decider = self._shards[source] = Decider(self.rules, State())
+        count = 0
+        for record in self.store.read(source=source, kind="fact"):
+            fact = parse_record(record.payload)
+            if isinstance(fact, Rejected):  # pragma: no cover - only valid facts are logged
+                msg = f"logged fact {record.record_id} no longer validates: {fact.reason}"
+                raise TypeError(msg)
+            decider.decide(fact)
+            count += 1
+        return count
+
+    def forget(self, source: str) -> None:
+        """Drop a source's state (its partition moved away, or a batch failed)."""
+        self._shards.pop(source, None)
 
     def process(
-        self, batch: Sequence[InputRecord], positions: Mapping[str, int] | None = None
+        self,
+        batch: Sequence[InputRecord],
+        positions: Mapping[str, int] | None = None,
+        expected: Mapping[str, int] | None = None,
     ) -> BatchOutcome:
-        """Record a batch of input and the decisions it leads to, atomically."""
+        """Record a batch of input and the decisions it leads to, atomically.
+
+        `positions` are stored with the batch (e.g. each partition's next offset).
+        `expected` fences concurrent writers: for each name, the position the store
+        must not have passed already (the batch's first offset), else StaleBatchError.
+        If anything fails, the states of the batch's sources are dropped, since the
+        decider has moved on while the log has not: restore them before going on.
+        """
+        touched = {item.source for item in batch}
+        try:
+            return self._process(batch, positions or {}, expected or {})
+        except BaseException:
+            for source in touched:
+                self.forget(source)
+            raise
+
+    def _process(
+        self,
+        batch: Sequence[InputRecord],
+        positions: Mapping[str, int],
+        expected: Mapping[str, int],
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
-        facts = []
+        facts: list[tuple[str, Fact]] = []
         records = []
         dead_letters = []
         for item in batch:
@@ -68,27 +130,50 @@ class Engine:
                 outcome.rejections.append(Rejection(item.source, item.position, parsed.reason))
                 dead_letters.append(DeadLetter(item.source, item.locator, parsed.reason, item.raw))
             else:
-                facts.append(parsed)
-                records.append(NewRecord("fact", parsed.event_id, parsed.type, item.raw))
+                facts.append((item.source, parsed))
+                records.append(
+                    NewRecord("fact", parsed.event_id, parsed.type, item.raw, item.source)
+                )
         with self.store.transaction() as tx:
+            _fence(tx, expected)
             stored = tx.append(records)
-            for fact, kept in zip(facts, stored, strict=True):
+            decided: list[NewRecord] = []
+            for (source, fact), kept in zip(facts, stored, strict=True):
                 if kept is None:
                     outcome.duplicates += 1
                     continue
                 outcome.facts_appended += 1
-                outcome.decisions.extend(self._decider.decide(fact))
-            tx.append(
-                [
-                    NewRecord("decision", decision.decision_id, decision.type, _encode(decision))
-                    for decision in outcome.decisions
-                ]
-            )
+                for decision in self._shard(source).decide(fact):
+                    outcome.decisions.append(decision)
+                    decided.append(
+                        NewRecord(
+                            "decision",
+                            decision.decision_id,
+                            decision.type,
+                            _encode(decision),
+                            source,
+                        )
+                    )
+            tx.append(decided)
             if dead_letters:
                 tx.add_dead_letters(dead_letters)
             if positions:
                 tx.set_positions(positions)
         return outcome
+
+    def _shard(self, source: str) -> Decider:
+        decider = self._shards.get(source)
+        if decider is None:
+            decider = self._shards[source] = Decider(self.rules, State())
+        return decider
+
+
+def _fence(tx: LogTransaction, expected: Mapping[str, int]) -> None:
+    """Refuse a batch that starts behind what the log already holds for its input."""
+    for name, batch_start in expected.items():
+        stored = tx.position(name)
+        if stored is not None and stored > batch_start:
+            raise StaleBatchError(name, batch_start, stored)
 
 
 def _encode(decision: AnyDecision) -> bytes:

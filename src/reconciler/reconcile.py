@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 
     from reconciler.domain.decisions import AnyDecision
     from reconciler.domain.rules import Rules
+    from reconciler.domain.state import State
     from reconciler.store import LogStore
 
 BATCH_SIZE = 2000
-CLOCK_SOURCE = "reconcile-clock"
 
 
 @dataclass(slots=True)
@@ -34,9 +34,15 @@ class OfflineRun:
     """Everything a reconcile run produced, for the report."""
 
     engine: Engine
+    source: str
     decisions: list[AnyDecision] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
-    records: int = 0
+    records: int = 0  # fed to the engine, the ticks the run added included
+
+    @property
+    def state(self) -> State:
+        """The decider state after the run: the file is one source, one shard."""
+        return self.engine.state(self.source)
 
 
 def reconcile_file(
@@ -47,7 +53,7 @@ def reconcile_file(
     progress: Callable[[int], None] | None = None,
 ) -> OfflineRun:
     """Run every line of `path` through the engine; raises UnreadableInputError."""
-    run = OfflineRun(Engine(rules, store))
+    run = OfflineRun(Engine(rules, store), str(path))
     derive_ticks = not _holds_ticks(path)
     latest: datetime | None = None
     batch: list[InputRecord] = []
@@ -60,7 +66,7 @@ def reconcile_file(
             _flush(run, batch, progress)
     final = until if until is not None else latest
     if final is not None:
-        batch.append(_tick(final, "final"))
+        batch.append(_tick(final, "final", run.source))
     _flush(run, batch, progress)
     return run
 
@@ -89,19 +95,19 @@ def _with_clock(records: Iterator[InputRecord], *, derive: bool) -> Iterator[Inp
         at = None if isinstance(fact, Rejected) else fact.occurred_at
         if derive and at is not None and (clock is None or at > clock):
             clock = at
-            yield _tick(clock, "derived")
+            yield _tick(clock, "derived", record.source, record.position)
         yield record
 
 
-def _tick(at: datetime, why: str) -> InputRecord:
-    """A clock fact the offline run adds; its id says where it came from."""
+def _tick(at: datetime, why: str, source: str, position: int = 0) -> InputRecord:
+    """A clock fact the offline run adds, in the file's shard; its id says why."""
     tick = ClockTicked(
         event_id=f"reconcile/{why}-tick/{at.isoformat()}",
         version=1,
         occurred_at=at,
         at=at,
     )
-    return InputRecord.from_fact(CLOCK_SOURCE, 0, tick)
+    return InputRecord.from_fact(source, position, tick)
 
 
 def _flush(
@@ -112,7 +118,7 @@ def _flush(
     outcome = run.engine.process(batch)
     run.decisions.extend(outcome.decisions)
     run.rejections.extend(outcome.rejections)
-    run.records += sum(1 for record in batch if record.source != CLOCK_SOURCE)
+    run.records += len(batch)
     batch.clear()
     if progress is not None:
         progress(run.records)

@@ -55,7 +55,7 @@ def test_redelivering_any_event_changes_nothing(log: Log, data: st.DataObject) -
     expected, first = run(facts, 1000)
     got, second = run(redelivered, batch_size)
     assert [d.model_dump_json() for d in got] == [d.model_dump_json() for d in expected]
-    assert total_money(second.state) == total_money(first.state)
+    assert total_money(second.state("test")) == total_money(first.state("test"))
 
 
 def test_rejected_records_are_dead_lettered_with_reason_and_bytes() -> None:
@@ -96,7 +96,7 @@ def test_postgres_engine_takes_the_same_decisions_as_sqlite(
     for store in stores:
         store.create_tables()
         result = reconcile_file(SCENARIO, Rules(), store)
-        reports.append(build_report(result.engine.state, result.decisions, result.rejections))
+        reports.append(build_report(result.state, result.decisions, result.rejections))
         logs_by_backend.append([(r.kind, r.record_id, r.recorded_hash) for r in store.read()])
         assert store.verify().ok
         store.close()

@@ -72,7 +72,7 @@ def run_demo(
         store.close()
     events_path = out / EVENTS_FILE
     write_jsonl(run.facts, events_path)
-    report = build_report(engine.state, decisions, [])
+    report = build_report(engine.state(EVENTS_FILE), decisions, [])
     report_path = out / REPORT_FILE
     report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return DemoOutcome(run, report, events_path, log_path, report_path)

@@ -1,0 +1,93 @@
+"""The service against a real broker and PostgreSQL: the same decisions as offline."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from reconciler.demo.config import DemoConfig
+from reconciler.demo.driver import run_day, write_jsonl
+from reconciler.domain.rules import Rules
+from reconciler.kafka_io import read_tail
+from reconciler.reconcile import reconcile_file
+from reconciler.report import build_report
+from reconciler.service.relay import POSITION_HEADER
+from reconciler.store import PostgresLogStore, open_store
+from tests.service_support import (
+    logged_report,
+    produce_lines,
+    service_in_thread,
+    service_settings,
+    wait_until,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+pytestmark = pytest.mark.postgres
+
+
+def demo_events(path: Path, orders: int = 150, seed: int = 5) -> list[bytes]:
+    """A small demo day (one tick a minute), driven by the offline engine, as JSONL lines."""
+    store = open_store("sqlite://:memory:")
+    from reconciler.engine import Engine  # noqa: PLC0415 - only this helper needs it
+    from reconciler.ingest.source import InputRecord  # noqa: PLC0415
+
+    engine = Engine(Rules(), store)
+
+    def step(facts: list[object]) -> list[dict[str, object]]:
+        records = [InputRecord.from_fact("day", 0, fact) for fact in facts]  # type: ignore[arg-type]
+        taken = engine.process(records).decisions
+        return [c for d in taken if (c := d.command()) is not None]
+
+    run = run_day(DemoConfig(orders=orders, seed=seed, tick_seconds=60, batch_seconds=60), step)  # type: ignore[arg-type]
+    store.close()
+    write_jsonl(run.facts, path)
+    return path.read_bytes().splitlines()
+
+
+def test_demo_day_through_kafka_gives_the_offline_decisions(
+    pg_dsn: str,
+    pg_schema: str,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Callable[[str, int], str],
+    tmp_path: Path,
+) -> None:
+    """The demo day produced into Kafka and served gives exactly `reconcile`'s report."""
+    path = tmp_path / "events.jsonl"
+    lines = demo_events(path)
+    offline_store = open_store("sqlite://:memory:")
+    offline = reconcile_file(path, Rules(), offline_store)
+    expected = build_report(offline.state, offline.decisions, offline.rejections)
+    offline_store.close()
+
+    topic = kafka_topic_factory("demo", 1)
+    settings = service_settings(pg_dsn, pg_schema, kafka_bootstrap, topic, input_partitions=1)
+    produced = produce_lines(kafka_bootstrap, topic, lines, partitions=1)
+    store = PostgresLogStore(pg_dsn, schema=pg_schema)
+    with service_in_thread(settings):
+        wait_until(
+            lambda: store.positions().get(f"{topic}:0") == produced, 120, "every record logged"
+        )
+        last_decision = max((r.position for r in store.read(kind="decision")), default=0)
+        wait_until(
+            lambda: store.positions().get("relay:commands", 0) >= last_decision,
+            60,
+            "every command relayed",
+        )
+    store.close()
+    served = logged_report(pg_dsn, pg_schema, f"{topic}:0")
+    expected.pop("clock")
+    served.pop("clock")
+    assert served["commands"] == expected["commands"]
+    assert served == expected | {"dead_letters": []}
+
+    published = read_tail(kafka_bootstrap, settings.commands_topic, 0, 100_000)
+    relayed = [json.loads(record.value or b"") for record in published]
+    assert [c["command_id"] for c in relayed] == [c["command_id"] for c in expected["commands"]]
+    assert relayed == expected["commands"]
+    positions = [int(dict(record.headers)[POSITION_HEADER]) for record in published]
+    assert positions == sorted(positions)
