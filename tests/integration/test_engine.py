@@ -63,11 +63,13 @@ def test_rejected_records_are_dead_lettered_with_reason_and_bytes() -> None:
     store = open_store("sqlite://:memory:")
     engine = Engine(Rules(), store)
     outcome = engine.process([InputRecord.from_raw("feed.jsonl", 7, b'{"type": 1}')])
-    assert [(r.position, r.reason) for r in outcome.rejections] == [(7, "field 'version': missing")]
+    assert [(r.position, r.reason) for r in outcome.rejections] == [
+        (7, "field 'type': expected a string, got int")
+    ]
     [letter] = store.dead_letters()
     assert letter.source == "feed.jsonl"
     assert letter.raw == b'{"type": 1}'
-    assert "version" in letter.reason
+    assert "type" in letter.reason
     store.close()
 
 

@@ -53,18 +53,18 @@ def validate_object(data: dict[str, Any]) -> Fact | Rejected:  # noqa: PLR0911 -
     kind = data.get("type")
     if kind is None:
         return Rejected("field 'type': missing")
+    if not isinstance(kind, str):
+        return Rejected(f"field 'type': expected a string, got {type(kind).__name__}")
+    if kind not in _KNOWN_TYPES:
+        return Rejected(f"field 'type': unknown type {_short(kind)!r}; known: {_KNOWN_TYPES}")
     version = data.get("version")
     if version is None:
         return Rejected("field 'version': missing")
-    if not isinstance(kind, str):
-        return Rejected(f"field 'type': expected a string, got {type(kind).__name__}")
     if type(version) is not int:
         return Rejected(f"field 'version': expected an integer, got {type(version).__name__}")
     model = FACT_MODELS.get((kind, version))
     fields = _FIELDS.get((kind, version))
     if model is None or fields is None:
-        if not any(name == kind for name, _ in FACT_MODELS):
-            return Rejected(f"field 'type': unknown type {_short(kind)!r}; known: {_KNOWN_TYPES}")
         return Rejected(f"field 'version': unsupported version {version} of {kind}")
     known = data if fields.issuperset(data) else {k: v for k, v in data.items() if k in fields}
     try:
