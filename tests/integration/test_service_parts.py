@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
+from structlog.testing import capture_logs
 
 from reconciler.kafka_io import produce_all, read_tail
 from reconciler.kafka_io._kafka import KafkaProducer
@@ -116,7 +117,7 @@ def test_metrics_are_served_for_prometheus(
     kafka_bootstrap: str,
     kafka_topic_factory: Callable[[str, int], str],
 ) -> None:
-    """/metrics shows records in, facts appended, decisions, dead letters, batches and lag."""
+    """/metrics shows records in, facts, decisions, dead letters and lag; one log line a batch."""
     topic = kafka_topic_factory("metrics", 1)
     later = dict(TICK, event_id="t2", at="2024-09-04T10:10:00+07:00")
     debit = {
@@ -139,7 +140,7 @@ def test_metrics_are_served_for_prometheus(
         pg_dsn, pg_schema, kafka_bootstrap, topic, input_partitions=1, metrics_port=port
     )
     store = PostgresLogStore(pg_dsn, schema=pg_schema)
-    with service_in_thread(settings):
+    with capture_logs() as logs, service_in_thread(settings):
         wait_until(lambda: store.positions().get(f"{topic}:0") == 5, 60, "all records")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -154,3 +155,7 @@ def test_metrics_are_served_for_prometheus(
     for line in expected_lines:
         assert line in text
     assert "reconciler_batch_seconds_count" in text
+    batches = [entry for entry in logs if entry["event"] == "batch"]
+    assert sum(entry["records"] for entry in batches) == 5
+    assert sum(entry["dead_letters"] for entry in batches) == 1
+    assert {"facts", "decisions", "duplicates", "seconds", "lag"} <= batches[0].keys()
