@@ -32,7 +32,6 @@ Construction does not connect; `create_tables()` creates the schema and tables
 from __future__ import annotations
 
 from contextlib import contextmanager
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import psycopg.errors
@@ -43,6 +42,7 @@ from psycopg.sql import SQL, Identifier
 
 from reconciler.store.batch import ChainHead, RecordKey, plan_append
 from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
+from reconciler.store.common import PagedLogStore
 from reconciler.store.errors import psycopg_errors_translated
 from reconciler.store.paging import check_limit, keyset_pages
 from reconciler.store.records import StoredDeadLetter, StoredRecord
@@ -161,7 +161,7 @@ def _records_page(*, by_source: bool, by_kind: bool) -> str:
     )
 
 
-class PostgresLogStore:
+class PostgresLogStore(PagedLogStore):
     """The hash-chained log, input positions and dead letters in one PostgreSQL schema."""
 
     def __init__(self, dsn: str, schema: str = "reconciler", *, pool_size: int = 2) -> None:
@@ -176,32 +176,10 @@ class PostgresLogStore:
                 cursor.execute(statement)
 
     @contextmanager
-    def transaction(self) -> Iterator[UnitOfWork]:
-        """Open a unit of work, committed when the block ends and rolled back if it raises."""
+    def _open_unit(self) -> Iterator[UnitOfWork]:
         with self._cursor() as cursor, cursor.connection.transaction():
             cursor.execute(self._sql.lock)
-            unit = _PostgresUnit(cursor, self._sql)
-            try:
-                yield unit
-            except BaseException:
-                unit.abandon()
-                raise
-            unit.finish()
-
-    def read(
-        self,
-        after: int = 0,
-        limit: int | None = None,
-        *,
-        source: str | None = None,
-        kind: Kind | None = None,
-    ) -> Iterator[StoredRecord]:
-        """Stream stored records in position order, starting after position `after`.
-
-        `source` and `kind`, when given, keep only the records that match; `limit`
-        counts the records yielded.
-        """
-        return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
+            yield _PostgresUnit(cursor, self._sql)
 
     def last_position(self) -> int:
         """Return the last stored position, 0 for an empty log."""

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
-from functools import partial
 from typing import TYPE_CHECKING
 
 from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore, SQLiteTransaction
 
 from reconciler.store.batch import ChainHead, RecordKey
 from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
+from reconciler.store.common import PagedLogStore
 from reconciler.store.errors import sqlite_errors_translated
 from reconciler.store.paging import check_limit, keyset_pages
 from reconciler.store.records import StoredDeadLetter, StoredRecord
@@ -119,7 +119,7 @@ _SELECT_DEAD_LETTERS = (
 _KEYS_PER_LOOKUP = 400
 
 
-class SQLiteLogStore:
+class SQLiteLogStore(PagedLogStore):
     """The hash-chained log, input positions and dead letters in one SQLite database."""
 
     def __init__(self, path: str | Path, *, lock_timeout: int = 5) -> None:
@@ -133,31 +133,9 @@ class SQLiteLogStore:
                 cursor.execute(statement)
 
     @contextmanager
-    def transaction(self) -> Iterator[UnitOfWork]:
-        """Open a unit of work, committed when the block ends and rolled back if it raises."""
+    def _open_unit(self) -> Iterator[UnitOfWork]:
         with self._cursor(write=True) as cursor:
-            unit = _SQLiteUnit(cursor)
-            try:
-                yield unit
-            except BaseException:
-                unit.abandon()
-                raise
-            unit.finish()
-
-    def read(
-        self,
-        after: int = 0,
-        limit: int | None = None,
-        *,
-        source: str | None = None,
-        kind: Kind | None = None,
-    ) -> Iterator[StoredRecord]:
-        """Stream stored records in position order, starting after position `after`.
-
-        `source` and `kind`, when given, keep only the records that match; `limit`
-        counts the records yielded.
-        """
-        return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
+            yield _SQLiteUnit(cursor)
 
     def last_position(self) -> int:
         """Return the last stored position, 0 for an empty log."""

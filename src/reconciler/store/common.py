@@ -1,0 +1,57 @@
+# Copyright 2026 The reconciler authors. SPDX-License-Identifier: Apache-2.0
+"""What both backends share: the unit-of-work block and paged, filtered reads."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
+from typing import TYPE_CHECKING
+
+from reconciler.store.paging import keyset_pages
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from reconciler.store.records import Kind, StoredRecord
+    from reconciler.store.unit import UnitOfWork
+
+
+class PagedLogStore(ABC):
+    """A backend supplies a unit inside a database transaction, and one page of records."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """Open a unit of work, committed when the block ends and rolled back if it raises."""
+        with self._open_unit() as unit:
+            try:
+                yield unit
+            except BaseException:
+                unit.abandon()
+                raise
+            unit.finish()
+
+    def read(
+        self,
+        after: int = 0,
+        limit: int | None = None,
+        *,
+        source: str | None = None,
+        kind: Kind | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Stream stored records in position order, starting after position `after`.
+
+        `source` and `kind`, when given, keep only the records that match; `limit`
+        counts the records yielded.
+        """
+        return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
+
+    @abstractmethod
+    def _open_unit(self) -> AbstractContextManager[UnitOfWork]:
+        """A unit of work inside a database transaction that holds the appender lock."""
+
+    @abstractmethod
+    def _record_page(
+        self, after: int, size: int, *, source: str | None, kind: Kind | None
+    ) -> list[StoredRecord]:
+        """Up to `size` matching records after position `after`."""
