@@ -33,8 +33,11 @@ unit: venv
 demo: venv
 	$(BIN)/reconciler demo --out out/demo
 
+# Every figure beside its baseline, in a few minutes; PostgreSQL and Kafka are started for
+# the run unless RECONCILER_BENCH_PG_DSN / RECONCILER_BENCH_KAFKA name them.
+# `make bench BENCH="store service"` runs only those (see benchmarks/README.md).
 bench: venv
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH)
 
 schemas: venv
 	$(BIN)/reconciler events export events/

@@ -2,18 +2,26 @@
 
 These machines are noisy, so only ratios are compared with targets. Results are printed
 as a table and written to benchmarks/results.json for the README.
+
+`python benchmarks/run.py [NAME ...]` runs only the named benchmarks (decider,
+reconcile, store, service) and then leaves results.json alone. The store and service
+benchmarks need PostgreSQL and Kafka: see servers.py (configured, or started here).
+See benchmarks/README.md for what each one measures.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -21,12 +29,19 @@ from rich.table import Table
 from reconciler.domain.decider import Decider
 from reconciler.domain.rules import Rules
 from reconciler.domain.state import State
+from reconciler.logging import configure_logging
 from reconciler.reconcile import reconcile_file
 from reconciler.runtime import tune_for_throughput
 from reconciler.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
+import service_bench
+import store_bench
+from servers import kafka_bootstrap, postgres_dsn
 from workload import peak_facts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DECIDER_FACTS = 300_000
 FILE_LINES = 200_000
@@ -116,12 +131,78 @@ def bench_reconcile(directory: Path) -> Figure:
     )
 
 
+def bench_store(dsn: str) -> Figure:
+    """The PostgreSQL log's append against raw binary COPY of the same rows."""
+    figure = store_bench.measure(dsn)
+    return Figure(
+        "facts appended to PostgreSQL",
+        figure.store_rate,
+        "facts/s",
+        "raw psycopg COPY of the same rows",
+        figure.copy_rate,
+        ">= 0.4",
+    )
+
+
+def bench_service(bootstrap: str, dsn: str) -> Figure:
+    """Records through the service (Kafka to the log) against bare kafka-python consumption."""
+    result = service_bench.measure(bootstrap, dsn)
+    return Figure(
+        "end to end through Kafka (service)",
+        result.service_rate,
+        "records/s",
+        "bare kafka-python consume",
+        result.bare_rate,
+        ">= 0.7",
+    )
+
+
+class Servers:
+    """PostgreSQL and Kafka, each resolved (or started) on first use, stopped on leaving."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        """Servers that `stack` stops."""
+        self._stack = stack
+        self._dsn: str | None = None
+        self._bootstrap: str | None = None
+
+    def dsn(self) -> str:
+        """The PostgreSQL DSN (see servers.postgres_dsn)."""
+        if self._dsn is None:
+            self._dsn = self._stack.enter_context(postgres_dsn())
+        return self._dsn
+
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap address (see servers.kafka_bootstrap)."""
+        if self._bootstrap is None:
+            self._bootstrap = self._stack.enter_context(kafka_bootstrap())
+        return self._bootstrap
+
+
+def run(names: list[str]) -> list[Figure]:
+    """Run the named benchmarks (all if none) in table order."""
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        servers = Servers(stack)
+        benchmarks: dict[str, Callable[[], Figure]] = {
+            "decider": bench_decider,
+            "reconcile": lambda: bench_reconcile(Path(scratch)),
+            "store": lambda: bench_store(servers.dsn()),
+            "service": lambda: bench_service(servers.bootstrap(), servers.dsn()),
+        }
+        if unknown := sorted(set(names) - set(benchmarks)):
+            sys.exit(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(benchmarks)}")
+        return [work() for name, work in benchmarks.items() if not names or name in names]
+
+
 def main() -> None:
-    """Run every benchmark, print the table, write results.json."""
+    """Run every benchmark (or those named), print the table, write results.json."""
     tune_for_throughput()
-    console = Console()
-    with tempfile.TemporaryDirectory() as scratch:
-        figures = [bench_decider(), bench_reconcile(Path(scratch))]
+    # Warnings only: the service's line per batch would drown the progress.
+    configure_logging(level=logging.WARNING)
+    names = sys.argv[1:]
+    # Off a terminal (make's output in a log), rich would wrap the table at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    figures = run(names)
     table = Table(
         title=f"reconciler benchmarks ({platform.machine()}, {datetime.now(UTC):%Y-%m-%d})"
     )
@@ -139,11 +220,16 @@ def main() -> None:
             figure.target,
         )
     console.print(table)
+    crc = service_bench.kafka_crc32c()
+    console.print(f"kafka-python checks fetched batches with a {crc} CRC-32C.")
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "kafka_python_crc32c": crc,
         "figures": [asdict(figure) | {"ratio": figure.ratio} for figure in figures],
     }
+    if names:
+        return  # a partial run does not replace the last full results
     out = Path(__file__).parent / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
