@@ -10,8 +10,13 @@ from typing import TYPE_CHECKING
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.kafka_io import produce_all, read_tail
-from reconciler.kafka_io._kafka import KafkaProducer
+from reconciler.kafka_io import consumer_config, produce_all, read_tail
+from reconciler.kafka_io._kafka import (
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 from reconciler.service.leader import PostgresLeaderLock
 from reconciler.service.metrics import ServiceMetrics
 from reconciler.service.ticker import Ticker
@@ -159,3 +164,35 @@ def test_metrics_are_served_for_prometheus(
     assert sum(entry["records"] for entry in batches) == 5
     assert sum(entry["dead_letters"] for entry in batches) == 1
     assert {"facts", "decisions", "duplicates", "seconds", "lag"} <= batches[0].keys()
+
+
+def test_restart_resumes_from_the_logs_positions_not_kafkas(
+    pg_dsn: str,
+    pg_schema: str,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Callable[[str, int], str],
+) -> None:
+    """With the group's Kafka offset rewound to 0, a restart still reads nothing twice."""
+    topic = kafka_topic_factory("resume", 1)
+    first = [dict(TICK, event_id=f"t{n}", at=f"2024-09-04T10:00:{n:02d}+07:00") for n in range(5)]
+    produce_all(kafka_bootstrap, topic, [(None, json.dumps(v).encode(), None) for v in first], 0)
+    settings = service_settings(pg_dsn, pg_schema, kafka_bootstrap, topic, input_partitions=1)
+    store = PostgresLogStore(pg_dsn, schema=pg_schema)
+    with service_in_thread(settings):
+        wait_until(lambda: store.positions().get(f"{topic}:0") == 5, 60, "the first records")
+    rewind = KafkaConsumer(**consumer_config(kafka_bootstrap, settings.group_id))
+    partition = TopicPartition(topic, 0)
+    rewind.assign([partition])
+    rewind.commit({partition: OffsetAndMetadata(0, "", -1)})
+    rewind.close()
+    later = [dict(TICK, event_id=f"u{n}", at=f"2024-09-04T10:01:{n:02d}+07:00") for n in range(3)]
+    produce_all(kafka_bootstrap, topic, [(None, json.dumps(v).encode(), None) for v in later], 0)
+    with service_in_thread(settings) as service:
+        wait_until(lambda: store.positions().get(f"{topic}:0") == 8, 60, "the later records")
+        records_in = service.metrics.records_in.labels(topic=topic)._value.get()  # noqa: SLF001
+        duplicates = service.metrics.duplicates._value.get()  # noqa: SLF001
+    facts = [record.record_id for record in store.read(kind="fact")]
+    store.close()
+    assert records_in == 3
+    assert duplicates == 0
+    assert facts == [f"t{n}" for n in range(5)] + [f"u{n}" for n in range(3)]
