@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from reconciler.demo.config import DemoConfig
-from reconciler.demo.driver import run_day, write_jsonl
 from reconciler.domain.rules import Rules
 from reconciler.kafka_io import read_tail
 from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report
 from reconciler.service.relay import POSITION_HEADER
 from reconciler.store import PostgresLogStore, open_store
+from tests.fault_support import demo_events
 from tests.service_support import (
     logged_report,
     produce_lines,
@@ -28,25 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.postgres
-
-
-def demo_events(path: Path, orders: int = 150, seed: int = 5) -> list[bytes]:
-    """A small demo day (one tick a minute), driven by the offline engine, as JSONL lines."""
-    store = open_store("sqlite://:memory:")
-    from reconciler.engine import Engine  # noqa: PLC0415 - only this helper needs it
-    from reconciler.ingest.source import InputRecord  # noqa: PLC0415
-
-    engine = Engine(Rules(), store)
-
-    def step(facts: list[object]) -> list[dict[str, object]]:
-        records = [InputRecord.from_fact("day", 0, fact) for fact in facts]  # type: ignore[arg-type]
-        taken = engine.process(records).decisions
-        return [c for d in taken if (c := d.command()) is not None]
-
-    run = run_day(DemoConfig(orders=orders, seed=seed, tick_seconds=60, batch_seconds=60), step)  # type: ignore[arg-type]
-    store.close()
-    write_jsonl(run.facts, path)
-    return path.read_bytes().splitlines()
 
 
 def test_demo_day_through_kafka_gives_the_offline_decisions(

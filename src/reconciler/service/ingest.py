@@ -161,7 +161,8 @@ class IngestLoop:
                 continue
             log.info("store_recovered")
             break
-        self._consumer.resume(*partitions)
+        # A rebalance during the outage may have taken some away; resume what is ours.
+        self._consumer.resume(*(p for p in partitions if p in self._consumer.assignment()))
 
     def _record(
         self, outcome: BatchOutcome, received: int, seconds: float, positions: Mapping[str, int]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -99,25 +99,39 @@ class Relay:
         if published:
             after = max(after, min(published.values()))
         records = list(self._store.read(after=after, limit=limit, kind="decision"))
-        sent = 0
+        sends: list[Any] = []
         for record in records:
-            sent += self._publish_command(record, published)
-        self._producer.flush()
+            sends.extend(self._publish_command(record, published))
+        self._confirm(sends)
         if records:
             with self._store.transaction() as tx:
                 tx.set_positions({COMMANDS_POSITION: records[-1].position})
-        return sent
+        return len(sends)
 
-    def _publish_command(self, record: StoredRecord, published: dict[int, int]) -> int:
+    def _confirm(self, sends: list[Any]) -> None:
+        """Wait for every send's acknowledgement; on any failure, forget what was assumed.
+
+        The next round then reads the output partitions' tails again, so a record whose
+        send failed is sent again and one that did arrive is not.
+        """
+        self._producer.flush()
+        try:
+            for send in sends:
+                send.get(timeout=30)
+        except Exception:
+            self._published = None
+            raise
+
+    def _publish_command(self, record: StoredRecord, published: dict[int, int]) -> list[Any]:
         decision = DECISION_MODELS[record.type].model_validate_json(record.payload)
         command = decision.command()
         if command is None:
-            return 0
+            return []
         key = str(command.get("order_id") or command.get("payment_id") or command["command_id"])
         partition = partition_for(key.encode(), len(published)) if published else 0
         if published.get(partition, 0) >= record.position:
-            return 0  # this partition holds it already: published before a restart
-        self._producer.send(
+            return []  # this partition holds it already: published before a restart
+        send = self._producer.send(
             self._topics.commands,
             key=key.encode(),
             value=json.dumps(command, separators=(",", ":")).encode(),
@@ -129,12 +143,13 @@ class Relay:
         )
         published[partition] = record.position
         self._metrics.commands_published.labels(type=command["type"]).inc()
-        return 1
+        return [send]
 
     def _relay_dead_letters(self, limit: int) -> int:
         letters = self._store.dead_letters(after_id=self._dead_letters_published, limit=limit)
+        sends = []
         for letter in letters:
-            self._producer.send(
+            send = self._producer.send(
                 self._topics.dead_letters,
                 key=letter.source.encode(),
                 value=letter.raw,
@@ -146,7 +161,8 @@ class Relay:
                     ("locator", letter.locator.encode()),
                 ],
             )
-        self._producer.flush()
+            sends.append(send)
+        self._confirm(sends)
         if letters:
             self._dead_letters_published = letters[-1].id
             with self._store.transaction() as tx:

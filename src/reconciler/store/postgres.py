@@ -298,6 +298,9 @@ def _datastore(dsn: str, schema: str, pool_size: int) -> PostgresDatastore:
         schema=schema,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # Check a pooled connection before use: after the server restarts or cuts
+        # connections, the pool would otherwise hand out dead ones one by one.
+        pre_ping=True,
     )
     # The datastore names only five connection parameters; the rest of the DSN
     # (sslmode, options, ...) must still reach libpq.
