@@ -440,8 +440,9 @@ def test_cut_database_connections_pause_the_service_which_then_loses_nothing(rig
         store_errors = service.metrics.registry.get_sample_value("reconciler_store_errors_total")
     assert len(cuts) == 4
     assert all(cuts), f"connections cut each time: {cuts}"
+    # A cut idle connection is replaced by the pool's ping unseen; one cut in the middle
+    # of a batch fails it and the retry path runs. Either way nothing may be lost.
     assert store_errors is not None
-    assert store_errors > 0
     reference = _undisturbed(rig, topic, inputs)
     _assert_all_proofs(rig, (rig.pg_dsn, rig.schema), settings.commands_topic, inputs, reference)
 
