@@ -8,11 +8,13 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
+from reconciler.store.chain import verify_chain
 from reconciler.store.paging import keyset_pages
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from reconciler.store.chain import ChainRow, VerifyReport
     from reconciler.store.records import Kind, StoredRecord
     from reconciler.store.unit import UnitOfWork
 
@@ -46,6 +48,10 @@ class PagedLogStore(ABC):
         """
         return keyset_pages(partial(self._record_page, source=source, kind=kind), after, limit)
 
+    def verify(self) -> VerifyReport:
+        """Walk the whole log and check its hash chain."""
+        return verify_chain(keyset_pages(self._chain_page))
+
     @abstractmethod
     def _open_unit(self) -> AbstractContextManager[UnitOfWork]:
         """A unit of work inside a database transaction that holds the appender lock."""
@@ -55,3 +61,7 @@ class PagedLogStore(ABC):
         self, after: int, size: int, *, source: str | None, kind: Kind | None
     ) -> list[StoredRecord]:
         """Up to `size` matching records after position `after`."""
+
+    @abstractmethod
+    def _chain_page(self, after: int, size: int) -> list[ChainRow]:
+        """Up to `size` rows after position `after`, with what the chain covers."""

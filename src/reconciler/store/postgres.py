@@ -41,10 +41,10 @@ from psycopg.rows import args_row, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from reconciler.store.batch import ChainHead, RecordKey, plan_append
-from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
+from reconciler.store.chain import ChainRow
 from reconciler.store.common import PagedLogStore
 from reconciler.store.errors import psycopg_errors_translated
-from reconciler.store.paging import check_limit, keyset_pages
+from reconciler.store.paging import check_limit
 from reconciler.store.records import StoredDeadLetter, StoredRecord
 from reconciler.store.unit import UnitOfWork
 
@@ -203,10 +203,6 @@ class PostgresLogStore(PagedLogStore):
             parameters = (after_id, limit)
             rows = cursor.execute(self._sql.dead_letters, parameters, binary=True).fetchall()
         return [StoredDeadLetter(*row) for row in rows]
-
-    def verify(self) -> VerifyReport:
-        """Walk the whole log and check its hash chain."""
-        return verify_chain(keyset_pages(self._chain_page))
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore, SQLiteTransaction
 
 from reconciler.store.batch import ChainHead, RecordKey
-from reconciler.store.chain import ChainRow, VerifyReport, verify_chain
+from reconciler.store.chain import ChainRow
 from reconciler.store.common import PagedLogStore
 from reconciler.store.errors import sqlite_errors_translated
-from reconciler.store.paging import check_limit, keyset_pages
+from reconciler.store.paging import check_limit
 from reconciler.store.records import StoredDeadLetter, StoredRecord
 from reconciler.store.unit import UnitOfWork
 
@@ -160,10 +160,6 @@ class SQLiteLogStore(PagedLogStore):
             parameters = (after_id, -1 if limit is None else limit)
             rows = cursor.execute(_SELECT_DEAD_LETTERS, parameters).fetchall()
         return [StoredDeadLetter(*row) for row in rows]
-
-    def verify(self) -> VerifyReport:
-        """Walk the whole log and check its hash chain."""
-        return verify_chain(keyset_pages(self._chain_page))
 
     def close(self) -> None:
         """Close the pooled connections (an in-memory database is gone after this)."""
