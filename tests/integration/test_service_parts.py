@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
 
-from reconciler.kafka_io import consumer_config, produce_all, read_tail
+from reconciler.domain.rules import Rules
+from reconciler.kafka_io import consumer_config, partition_for, produce_all, read_tail
 from reconciler.kafka_io._kafka import (
     KafkaConsumer,
     KafkaProducer,
@@ -196,3 +197,54 @@ def test_restart_resumes_from_the_logs_positions_not_kafkas(
     assert records_in == 3
     assert duplicates == 0
     assert facts == [f"t{n}" for n in range(5)] + [f"u{n}" for n in range(3)]
+
+
+def test_live_clock_moves_deadlines_in_every_partition(
+    pg_dsn: str,
+    pg_schema: str,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Callable[[str, int], str],
+) -> None:
+    """With the ticker on, wall-clock ticks reach every partition and deadlines fall due."""
+    topic = kafka_topic_factory("live", 2)
+    now = datetime.now(UTC).isoformat()
+    order = dict(ORDER, occurred_at=now, expires_at=now)
+    debit = {
+        "event_id": "d1",
+        "type": "PaymentDebited",
+        "version": 1,
+        "occurred_at": now,
+        "payment_id": "P1",
+        "order_id": "A1",
+        "amount": 12500,
+        "method": "QRIS",
+        "payer_ref": "p",
+        "source": "callback",
+    }
+    settings = service_settings(
+        pg_dsn,
+        pg_schema,
+        kafka_bootstrap,
+        topic,
+        input_partitions=2,
+        ticker=True,
+        tick_interval_s=0.2,
+    )
+    rules = Rules(issue_sla=timedelta(seconds=1))
+    store = PostgresLogStore(pg_dsn, schema=pg_schema)
+    with service_in_thread(settings, rules):
+        key = b"A1"
+        produce_all(
+            kafka_bootstrap,
+            topic,
+            [(key, json.dumps(order).encode(), None), (key, json.dumps(debit).encode(), None)],
+            partition=partition_for(key, 2),
+        )
+        wait_until(
+            lambda: any(r.record_id == "A1/issue/1" for r in store.read(kind="decision")),
+            60,
+            "the issuance command after ISSUE_SLA of wall-clock ticks",
+        )
+    ticks = {record.source for record in store.read(kind="fact") if record.type == "ClockTicked"}
+    store.close()
+    assert ticks == {f"{topic}:0", f"{topic}:1"}
