@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.postgres
 
-# The PostgreSQL fixtures live in the integration tests' conftest, which e2e does not see.
-
 KILLS = 20
 SEED = 20_240_904
 FINISH_TIMEOUT_S = 90.0
