@@ -24,6 +24,7 @@ from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
 from reconciler.logging import configure_logging
 from reconciler.progress import counting_progress
+from reconciler.providers.cli import simulate_app
 from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report, print_report
 from reconciler.runtime import tune_for_throughput
@@ -42,6 +43,7 @@ app = typer.Typer(
 )
 events_app = typer.Typer(help="The event contract for producers.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
+app.add_typer(simulate_app, name="simulate")
 
 EXIT_UNREADABLE = 2
 

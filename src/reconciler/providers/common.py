@@ -1,0 +1,74 @@
+"""What both simulators share: reading a keyed request, final answers, 5xx bursts, delays."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from reconciler.providers import faults
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+    from reconciler.providers.clock import Clock
+    from reconciler.providers.config import CommonFaults
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response the simulator gives: status code, JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None = None
+
+    def response(self) -> JSONResponse:
+        """As a FastAPI response."""
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+
+def bad_request(error: str, **details: Any) -> Answer:  # noqa: ANN401 - JSON details
+    """400 with `{"error": error, ...details}`."""
+    return Answer(400, {"error": error, **details})
+
+
+async def read_keyed(request: Request, model: type[M], key_field: str) -> tuple[str, M] | Answer:
+    """The request's idempotency key and validated body, or the 400 that refuses it.
+
+    The key must be present, non-blank, and equal to the body's `key_field`.
+    """
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    if not key:
+        return bad_request("MISSING_IDEMPOTENCY_KEY")
+    try:
+        body = model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        detail = exc.errors(include_url=False, include_context=False, include_input=False)
+        return bad_request("INVALID_REQUEST", detail=detail)
+    if getattr(body, key_field) != key:
+        return bad_request("IDEMPOTENCY_KEY_MISMATCH", detail=f"{key_field} must equal the key")
+    return key, body
+
+
+def unavailable(config: CommonFaults, clock: Clock, key: str, attempt: int) -> bool:
+    """Whether this request falls in a 5xx burst."""
+    if config.error_rate <= 0:
+        return False
+    if config.burst_seconds > 0:
+        bucket = math.floor(clock().timestamp() / config.burst_seconds)
+        return faults.hits(config.seed, "burst", str(bucket), config.error_rate)
+    return faults.hits(config.seed, "error", key, config.error_rate, attempt)
+
+
+async def maybe_slow(config: CommonFaults, key: str, attempt: int) -> None:
+    """Hold the answer back `slow_seconds` when this (key, attempt) draws a slow answer."""
+    if config.slow_seconds > 0 and faults.hits(config.seed, "slow", key, config.slow_rate, attempt):
+        await asyncio.sleep(config.slow_seconds)
