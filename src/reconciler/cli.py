@@ -22,6 +22,7 @@ from reconciler.demo.config import DemoConfig
 from reconciler.demo.session import run_demo
 from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
+from reconciler.jobs.cli import jobs_app
 from reconciler.logging import configure_logging
 from reconciler.progress import counting_progress
 from reconciler.providers.cli import simulate_app
@@ -44,6 +45,7 @@ app = typer.Typer(
 events_app = typer.Typer(help="The event contract for producers.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(jobs_app, name="jobs")
 
 EXIT_UNREADABLE = 2
 
