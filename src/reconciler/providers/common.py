@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 M = TypeVar("M", bound=BaseModel)
+M_contra = TypeVar("M_contra", bound=BaseModel, contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,45 @@ def unavailable(config: CommonFaults, clock: Clock, key: str, attempt: int) -> b
         bucket = math.floor(clock().timestamp() / config.burst_seconds)
         return faults.hits(config.seed, "burst", str(bucket), config.error_rate)
     return faults.hits(config.seed, "error", key, config.error_rate, attempt)
+
+
+class _Counters(Protocol):
+    requests: int
+    attempts: dict[str, int]
+
+
+class KeyedSimulator(Protocol[M_contra]):
+    """A simulator that answers one request per idempotency key (the issuer, the PSP)."""
+
+    @property
+    def config(self) -> CommonFaults:
+        """Its fault settings."""
+        ...
+
+    @property
+    def state(self) -> _Counters:
+        """Its request counters."""
+        ...
+
+    def decide(self, key: str, body: M_contra, attempt: int) -> Answer:
+        """The answer to this key's `attempt`-th request."""
+        ...
+
+
+async def answer_keyed(
+    simulator: KeyedSimulator[M], request: Request, model: type[M], key_field: str
+) -> JSONResponse:
+    """Count the request, validate it, decide its answer, and hold it back when slow."""
+    simulator.state.requests += 1
+    parsed = await read_keyed(request, model, key_field)
+    if isinstance(parsed, Answer):
+        return parsed.response()
+    key, body = parsed
+    attempt = simulator.state.attempts.get(key, 0) + 1
+    simulator.state.attempts[key] = attempt
+    answer = simulator.decide(key, body, attempt)
+    await maybe_slow(simulator.config, key, attempt)
+    return answer.response()
 
 
 async def maybe_slow(config: CommonFaults, key: str, attempt: int) -> None:

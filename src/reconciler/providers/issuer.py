@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.providers import faults
 from reconciler.providers.clock import system_clock
-from reconciler.providers.common import Answer, maybe_slow, read_keyed, unavailable
+from reconciler.providers.common import Answer, answer_keyed, unavailable
 from reconciler.providers.config import IssuerConfig
 from reconciler.providers.journal import Journal
 
@@ -146,16 +146,7 @@ def create_issuer_app(
 
     @app.post("/v1/stamps/issue")
     async def issue(request: Request) -> JSONResponse:
-        issuer.state.requests += 1
-        parsed = await read_keyed(request, IssueRequest, "command_id")
-        if isinstance(parsed, Answer):
-            return parsed.response()
-        key, body = parsed
-        attempt = issuer.state.attempts.get(key, 0) + 1
-        issuer.state.attempts[key] = attempt
-        answer = issuer.decide(key, body, attempt)
-        await maybe_slow(issuer.config, key, attempt)
-        return answer.response()
+        return await answer_keyed(issuer, request, IssueRequest, "command_id")
 
     @app.get("/v1/stats")
     async def stats() -> dict[str, Any]:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.providers import faults
 from reconciler.providers.clock import system_clock
-from reconciler.providers.common import Answer, maybe_slow, read_keyed, unavailable
+from reconciler.providers.common import Answer, answer_keyed, unavailable
 from reconciler.providers.config import PspConfig
 from reconciler.providers.journal import Journal
 
@@ -151,16 +151,7 @@ def create_psp_app(
 
     @app.post("/v1/refunds")
     async def refund(request: Request) -> JSONResponse:
-        psp.state.requests += 1
-        parsed = await read_keyed(request, RefundRequest, "refund_id")
-        if isinstance(parsed, Answer):
-            return parsed.response()
-        key, body = parsed
-        attempt = psp.state.attempts.get(key, 0) + 1
-        psp.state.attempts[key] = attempt
-        answer = psp.decide(key, body, attempt)
-        await maybe_slow(psp.config, key, attempt)
-        return answer.response()
+        return await answer_keyed(psp, request, RefundRequest, "refund_id")
 
     @app.get("/v1/stats")
     async def stats() -> dict[str, Any]:
