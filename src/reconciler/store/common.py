@@ -19,6 +19,24 @@ if TYPE_CHECKING:
     from reconciler.store.unit import UnitOfWork
 
 
+def records_page_query(table: str, placeholder: str, *, by_source: bool, by_kind: bool) -> str:
+    """One page of records after a position, optionally of one source and kind.
+
+    `placeholder` is the driver's parameter marker (`%s` or `?`); the parameters are
+    the position, then the source and kind when filtered, then the page size.
+    """
+    conditions = [f"position > {placeholder}"]
+    if by_source:
+        conditions.append(f"source = {placeholder}")
+    if by_kind:
+        conditions.append(f"kind = {placeholder}")
+    where = " AND ".join(conditions)
+    return (
+        "SELECT position, kind, record_id, type, payload, source, recorded_hash"  # noqa: S608 - fixed text only
+        f" FROM {table} WHERE {where} ORDER BY position LIMIT {placeholder}"
+    )
+
+
 class PagedLogStore(ABC):
     """A backend supplies a unit inside a database transaction, and one page of records."""
 

@@ -42,7 +42,7 @@ from psycopg.sql import SQL, Identifier
 
 from reconciler.store.batch import ChainHead, RecordKey, plan_append
 from reconciler.store.chain import ChainRow
-from reconciler.store.common import PagedLogStore
+from reconciler.store.common import PagedLogStore, records_page_query
 from reconciler.store.errors import psycopg_errors_translated
 from reconciler.store.paging import check_limit
 from reconciler.store.records import StoredDeadLetter, StoredRecord
@@ -132,7 +132,9 @@ class _Statements:
         )
         # Keyed by (filtered by source, filtered by kind).
         self.records_pages = {
-            (by_source, by_kind): bind(_records_page(by_source=by_source, by_kind=by_kind))
+            (by_source, by_kind): bind(
+                records_page_query("{schema}.records", "%s", by_source=by_source, by_kind=by_kind)
+            )
             for by_source in (False, True)
             for by_kind in (False, True)
         }
@@ -146,19 +148,6 @@ class _Statements:
             "SELECT id, source, locator, reason, raw FROM {schema}.dead_letters"
             " WHERE id > %s ORDER BY id LIMIT %s"
         )
-
-
-def _records_page(*, by_source: bool, by_kind: bool) -> str:
-    conditions = ["position > %s"]
-    if by_source:
-        conditions.append("source = %s")
-    if by_kind:
-        conditions.append("kind = %s")
-    where = " AND ".join(conditions)
-    return (
-        "SELECT position, kind, record_id, type, payload, source, recorded_hash"  # noqa: S608 - fixed text only
-        f" FROM {{schema}}.records WHERE {where} ORDER BY position LIMIT %s"
-    )
 
 
 class PostgresLogStore(PagedLogStore):

@@ -27,7 +27,7 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore
 
 from reconciler.store.batch import ChainHead, RecordKey
 from reconciler.store.chain import ChainRow
-from reconciler.store.common import PagedLogStore
+from reconciler.store.common import PagedLogStore, records_page_query
 from reconciler.store.errors import sqlite_errors_translated
 from reconciler.store.paging import check_limit
 from reconciler.store.records import StoredDeadLetter, StoredRecord
@@ -85,26 +85,13 @@ _INSERT_DEAD_LETTER = "INSERT INTO dead_letters (source, locator, reason, raw) V
 _SELECT_POSITION = "SELECT position FROM input_positions WHERE source = ?"
 
 
-def _select_records(*, by_source: bool, by_kind: bool) -> str:
-    # No index on source here, unlike on PostgreSQL (where partitions move between
-    # processes): a filtered page walks the primary key from `after` and skips the rows
-    # that do not match, so a whole filtered read visits each later row once, and
-    # inserts, the hot path of a file run, pay for no second index.
-    conditions = ["position > ?"]
-    if by_source:
-        conditions.append("source = ?")
-    if by_kind:
-        conditions.append("kind = ?")
-    where = " AND ".join(conditions)
-    return (
-        "SELECT position, kind, record_id, type, payload, source, recorded_hash"  # noqa: S608 - fixed text only
-        f" FROM records WHERE {where} ORDER BY position LIMIT ?"
-    )
-
-
+# No index on source here, unlike on PostgreSQL (where partitions move between
+# processes): a filtered page walks the primary key from `after` and skips the rows
+# that do not match, so a whole filtered read visits each later row once, and
+# inserts, the hot path of a file run, pay for no second index.
 # Keyed by (filtered by source, filtered by kind).
 _SELECT_RECORDS = {
-    (by_source, by_kind): _select_records(by_source=by_source, by_kind=by_kind)
+    (by_source, by_kind): records_page_query("records", "?", by_source=by_source, by_kind=by_kind)
     for by_source in (False, True)
     for by_kind in (False, True)
 }
