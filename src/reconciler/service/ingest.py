@@ -118,18 +118,19 @@ class IngestLoop:
         self, polled: Mapping[TopicPartition, list[ConsumerRecord]], stop: threading.Event
     ) -> None:
         batch: list[InputRecord] = []
-        positions: dict[str, int] = {}
+        next_offsets: dict[TopicPartition, int] = {}
         expected: dict[str, int] = {}
         for partition, records in polled.items():
             if partition not in self._ready or not records:
                 continue
             source = source_of(partition)
             batch.extend(InputRecord.from_raw(source, r.offset, r.value or b"") for r in records)
-            positions[source] = records[-1].offset + 1
+            next_offsets[partition] = records[-1].offset + 1
             expected[source] = records[0].offset
             self._metrics.records_in.labels(topic=partition.topic).inc(len(records))
         if not batch:
             return
+        positions = {source_of(p): offset for p, offset in next_offsets.items()}
         started = time.perf_counter()
         try:
             outcome = self._engine.process(batch, positions, expected)
@@ -142,8 +143,8 @@ class IngestLoop:
             log.warning("store_unavailable", error=str(error))
             self._recover(stop)
             return
-        self._record(outcome, len(batch), time.perf_counter() - started, positions)
-        self._commit_hint(positions)
+        self._record(outcome, len(batch), time.perf_counter() - started, next_offsets)
+        self._commit_hint(next_offsets)
 
     def _recover(self, stop: threading.Event) -> None:
         """Pause, retry with backoff until the store answers, then resync everything."""
@@ -165,7 +166,11 @@ class IngestLoop:
         self._consumer.resume(*(p for p in partitions if p in self._consumer.assignment()))
 
     def _record(
-        self, outcome: BatchOutcome, received: int, seconds: float, positions: Mapping[str, int]
+        self,
+        outcome: BatchOutcome,
+        received: int,
+        seconds: float,
+        next_offsets: Mapping[TopicPartition, int],
     ) -> None:
         metrics = self._metrics
         metrics.facts_appended.inc(outcome.facts_appended)
@@ -175,12 +180,11 @@ class IngestLoop:
         for decision in outcome.decisions:
             metrics.decisions.labels(type=decision.type).inc()
         lag = 0
-        for source, next_offset in positions.items():
-            topic, _, number = source.rpartition(":")
-            partition = TopicPartition(topic, int(number))
+        for partition, next_offset in next_offsets.items():
             highwater = self._consumer.highwater(partition)
             behind = max(0, highwater - next_offset) if highwater is not None else 0
-            metrics.consumer_lag.labels(topic=topic, partition=number).set(behind)
+            labels = {"topic": partition.topic, "partition": str(partition.partition)}
+            metrics.consumer_lag.labels(**labels).set(behind)
             lag += behind
         log.info(
             "batch",
@@ -193,12 +197,9 @@ class IngestLoop:
             lag=lag,
         )
 
-    def _commit_hint(self, positions: Mapping[str, int]) -> None:
+    def _commit_hint(self, next_offsets: Mapping[TopicPartition, int]) -> None:
         """Tell Kafka how far we got, after the database did; a failure here is harmless."""
-        offsets = {}
-        for source, next_offset in positions.items():
-            topic, _, number = source.rpartition(":")
-            offsets[TopicPartition(topic, int(number))] = OffsetAndMetadata(next_offset, "", -1)
+        offsets = {p: OffsetAndMetadata(offset, "", -1) for p, offset in next_offsets.items()}
         try:
             self._consumer.commit(offsets)
         except KafkaError as error:
