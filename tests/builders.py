@@ -9,7 +9,10 @@ from reconciler.domain.accounting import OrderStatus, order_money, order_status,
 from reconciler.domain.decider import decide
 from reconciler.domain.events import (
     ClockTicked,
+    EscalationResolved,
     Fact,
+    HeldRefundsApproved,
+    HeldRefundsRejected,
     OrderCancelled,
     OrderPlaced,
     PaymentDebited,
@@ -172,6 +175,51 @@ class Log:
                 occurred_at=self.now,
                 order_id=order_id,
                 reason="customer",
+            )
+        )
+
+    def resolve(
+        self, escalation_id: str, outcome: str, reference: str | None = None
+    ) -> EscalationResolved:
+        """An operator closes an escalation with an outcome."""
+        return self._add(
+            EscalationResolved.model_validate(
+                {
+                    "event_id": self._next_id(),
+                    "version": 1,
+                    "occurred_at": self.now,
+                    "escalation_id": escalation_id,
+                    "outcome": outcome,
+                    "operator": "ops-1",
+                    "note": "checked with the bank",
+                    "reference": reference,
+                }
+            )
+        )
+
+    def approve(self, incident_id: str) -> HeldRefundsApproved:
+        """An operator approves the refunds held under an incident."""
+        return self._add(
+            HeldRefundsApproved(
+                event_id=self._next_id(),
+                version=1,
+                occurred_at=self.now,
+                incident_id=incident_id,
+                operator="ops-1",
+                note="outage confirmed",
+            )
+        )
+
+    def reject(self, incident_id: str) -> HeldRefundsRejected:
+        """An operator rejects the refunds held under an incident."""
+        return self._add(
+            HeldRefundsRejected(
+                event_id=self._next_id(),
+                version=1,
+                occurred_at=self.now,
+                incident_id=incident_id,
+                operator="ops-1",
+                note="stamps are being issued by hand",
             )
         )
 

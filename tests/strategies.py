@@ -23,6 +23,7 @@ REASONS = (
     "CANCELLED_ORDER_DEBIT",
 )
 STEPS = (0, 1, 60, 119, 120, 300, 600, 1800, 3600)
+OUTCOMES = ("REFUNDED_OUTSIDE", "RETRY_REFUND", "NO_MONEY_AT_STAKE")
 
 Action = Callable[[Log], object]
 
@@ -69,6 +70,36 @@ def _refund_failed(refund_id: str, retryable: bool) -> Action:  # noqa: FBT001
     return lambda log: log.refund_failed(refund_id, retryable=retryable)
 
 
+def _resolve(escalation_id: str, outcome: str) -> Action:
+    return lambda log: log.resolve(escalation_id, outcome, reference="bank-transfer-1")
+
+
+def _approve(incident_id: str) -> Action:
+    return lambda log: log.approve(incident_id)
+
+
+def _reject(incident_id: str) -> Action:
+    return lambda log: log.reject(incident_id)
+
+
+# Operators name escalations by the ids the engine gives them, so draw plausible ones.
+escalation_ids = st.builds(
+    lambda subject, suffix: subject + suffix,
+    st.one_of(
+        st.builds(
+            lambda p, r: f"{p}/{r}",
+            st.sampled_from(PAYMENTS),
+            st.sampled_from(("REFUND_FAILED", "REFUND_AMOUNT_MISMATCH", "REFUND_REJECTED")),
+        ),
+        st.builds(
+            lambda o, r: f"{o}/{r}",
+            orders,
+            st.sampled_from(("DOUBLE_REMEDY", "OVER_ISSUED", "ISSUED_WITHOUT_PAYMENT")),
+        ),
+    ),
+    st.sampled_from(("", "", "/2")),
+)
+incident_ids = st.builds(lambda refund_id: f"{refund_id}/REFUND_FLOOD", refund_ids)
 ticks = st.builds(_tick, st.sampled_from(STEPS))
 placements = st.builds(_order, orders, quantities)
 debits = st.builds(
@@ -87,6 +118,8 @@ deliveries = st.builds(
 failures = st.builds(_issue_failed, orders, st.booleans(), command_ids)
 refunds_paid = st.builds(_refund_ok, refund_ids, amounts)
 refunds_refused = st.builds(_refund_failed, refund_ids, st.booleans())
+resolutions = st.builds(_resolve, escalation_ids, st.sampled_from(OUTCOMES))
+incident_calls = st.one_of(st.builds(_approve, incident_ids), st.builds(_reject, incident_ids))
 # Each kind of fact drawn with a weight: clock and money move most often.
 _WEIGHTED = (
     (ticks, 3),
@@ -97,6 +130,8 @@ _WEIGHTED = (
     (failures, 1),
     (refunds_paid, 1),
     (refunds_refused, 1),
+    (resolutions, 1),
+    (incident_calls, 1),
 )
 actions: st.SearchStrategy[Action] = st.sampled_from(
     [strategy for strategy, weight in _WEIGHTED for _ in range(weight)]

@@ -113,7 +113,7 @@ def order_status(order: Order, money: Money, clock: datetime | None) -> OrderSta
 
 
 def reported_orders(state: State) -> Iterable[Order]:
-    """Placed orders, and ids never placed that stamps or escalations name."""
+    """Placed orders, and ids never placed that stamps or cases name."""
     for order in state.orders.values():
-        if order.placed or order.delivered or order.escalations:
+        if order.placed or order.delivered or order.cases:
             yield order

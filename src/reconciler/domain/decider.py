@@ -16,12 +16,18 @@ from reconciler.domain.decisions import (
     AnyDecision,
     Case,
     CaseEscalated,
+    CaseResolved,
     DiscrepancyDetected,
     IssuanceCommanded,
     RefundCommanded,
+    RefundHeld,
+    RefundWithdrawn,
 )
 from reconciler.domain.events import (
     ClockTicked,
+    EscalationResolved,
+    HeldRefundsApproved,
+    HeldRefundsRejected,
     OrderCancelled,
     OrderPlaced,
     PaymentDebited,
@@ -33,6 +39,8 @@ from reconciler.domain.events import (
 from reconciler.domain.state import (
     Attempt,
     Debit,
+    Escalation,
+    Incident,
     Order,
     Refund,
     RefundStatus,
@@ -192,35 +200,46 @@ class Decider:
 
     def on_stamps(self, fact: StampIssued) -> None:
         """Count fresh serials; escalate duplicates, over-issue and double remedies (7, 10)."""
-        state = self.state
-        order = state.order(fact.order_id)
-        fresh = 0
-        for serial in fact.serial_numbers:
-            if serial in state.serials:
-                # The second delivery of a serial is no stamp: the buyer still needs one.
-                self.escalate(Case.DUPLICATE_SERIAL, order, serial, self.unit_total(order))
-            else:
-                state.serials.add(serial)
-                fresh += 1
+        order = self.state.order(fact.order_id)
+        fresh = self.count_fresh(order, fact.serial_numbers)
         if fresh:
-            order.delivered += fresh
-            if order.first_delivery_at is None:
-                order.first_delivery_at = self.now
-                if order.payment is None:
-                    state.schedule(
-                        self.now + self.rules.payment_grace, TimerKind.PAYMENT_GRACE, order.order_id
-                    )
-            if order.placed and order.delivered > order.quantity:
-                self.escalate_over_issued(order)
-            if order.undelivered_refunded:
-                self.escalate(
-                    Case.DOUBLE_REMEDY, order, order.order_id, fresh * self.unit_total(order)
-                )
+            self.deliver(order, fresh)
         attempt = order.open_attempt
         if attempt is not None and fact.command_id in (None, attempt.command_id):
+            if fresh and fact.command_id is not None and self.state.incident is not None:
+                # The issuer answered one of our commands with stamps: it has recovered.
+                self.release_held("ISSUER_RECOVERED", None, f"{fact.event_id} delivered stamps")
             self.end_attempt(order, retryable=True)
         elif fact.command_id is not None:
             self.note(fact, fact.order_id, f"no open attempt is {fact.command_id}")
+
+    def count_fresh(self, order: Order, serials: tuple[str, ...]) -> int:
+        """Rule 7: how many serials are new; a serial seen before is escalated, not counted."""
+        fresh = 0
+        for serial in serials:
+            if serial in self.state.serials:
+                # The second delivery of a serial is no stamp: the buyer still needs one.
+                self.escalate(Case.DUPLICATE_SERIAL, order, serial, self.unit_total(order))
+            else:
+                self.state.serials.add(serial)
+                fresh += 1
+        return fresh
+
+    def deliver(self, order: Order, fresh: int) -> None:
+        """Count delivered stamps; watch for missing payment, over-issue and double remedy."""
+        order.delivered += fresh
+        if order.first_delivery_at is None:
+            order.first_delivery_at = self.now
+            if order.payment is None:
+                self.state.schedule(
+                    self.now + self.rules.payment_grace, TimerKind.PAYMENT_GRACE, order.order_id
+                )
+        if order.placed and order.delivered > order.quantity:
+            self.escalate_over_issued(order)
+        if self.shrink_held_refund(order):
+            return  # the refund was only held: paying less of it is no double remedy
+        if order.undelivered_refunded:
+            self.escalate(Case.DOUBLE_REMEDY, order, order.order_id, fresh * self.unit_total(order))
 
     def on_issuance_failed(self, fact: StampIssuanceFailed) -> None:
         """End the matching attempt; a failure outside any attempt is only recorded."""
@@ -313,7 +332,10 @@ class Decider:
             None if debit.orphan or debit.order_id is None else self.state.orders[debit.order_id]
         )
         self.detect(case, order, debit.payment_id, debit.payment_id, debit.order_id)
-        self.emit_refund(refund)
+        if self.flooded():
+            self.hold(refund, order)
+        else:
+            self.emit_refund(refund)
 
     def emit_refund(self, refund: Refund) -> None:
         """Record the RefundPayment command for the refund's current attempt."""
@@ -331,6 +353,140 @@ class Decider:
                 attempt=refund.attempt,
             )
         )
+
+    # -- the refund-flood guard --------------------------------------------------------
+
+    def flooded(self) -> bool:
+        """Whether a new refund must be held: an incident is open, or the window is full."""
+        limit = self.rules.refund_flood_limit
+        if limit is None:
+            return False
+        state = self.state
+        if state.incident is not None:
+            return True
+        recent = state.recent_refunds
+        horizon = self.now - self.rules.refund_flood_window
+        while recent and recent[0] <= horizon:
+            recent.popleft()
+        if len(recent) >= limit:
+            return True
+        recent.append(self.now)
+        return False
+
+    def hold(self, refund: Refund, order: Order | None) -> None:
+        """Hold a refund under the open incident, opening one (an escalation) if none is."""
+        state = self.state
+        incident = state.incident
+        if incident is None:
+            incident_id = self.escalate(
+                Case.REFUND_FLOOD,
+                None,
+                refund.refund_id,
+                refund.amount,
+                order_id=refund.order_id,
+                payment_id=refund.payment_id,
+            )
+            incident = state.incident = Incident(incident_id)
+        refund.status = RefundStatus.HELD
+        refund.escalation = incident.incident_id
+        incident.held.append(refund.refund_id)
+        if order is not None:
+            incident.orders.add(order.order_id)
+            if incident.incident_id not in order.escalations:
+                order.escalations.append(incident.incident_id)
+            if Case.REFUND_FLOOD not in order.cases:
+                order.cases.append(Case.REFUND_FLOOD)
+        self.decisions.append(
+            RefundHeld(
+                decision_id=self.occurrence(ids.held_id(refund.refund_id)),
+                at=self.now,
+                refund_id=refund.refund_id,
+                order_id=refund.order_id,
+                payment_id=refund.payment_id,
+                amount=refund.amount,
+                reason=refund.reason,
+                incident_id=incident.incident_id,
+            )
+        )
+
+    def shrink_held_refund(self, order: Order) -> bool:
+        """Stamps arrived for an order whose refund is held: hold only what is still missing.
+
+        Returns whether the order's payment had a held refund. A refund that would now
+        return nothing is withdrawn, and the order is no longer owed one.
+        """
+        payment = order.payment
+        refund = payment.refund if payment is not None else None
+        if payment is None or refund is None or refund.status is not RefundStatus.HELD:
+            return False
+        missing = max(0, order.quantity - order.delivered)
+        still_owed = min(payment.amount, missing * order.unit_total)
+        if still_owed >= refund.amount:
+            return True
+        if still_owed > 0:
+            refund.amount = still_owed
+            return True
+        payment.refund = None
+        refund.status = RefundStatus.WITHDRAWN
+        order.undelivered_refunded = False
+        incident = self.state.incident
+        if incident is not None and refund.refund_id in incident.held:
+            incident.held.remove(refund.refund_id)
+        self.close_on_order(order, refund.escalation)
+        self.decisions.append(
+            RefundWithdrawn(
+                decision_id=self.occurrence(ids.withdrawn_id(refund.refund_id)),
+                at=self.now,
+                refund_id=refund.refund_id,
+                order_id=refund.order_id,
+                payment_id=refund.payment_id,
+                amount=refund.amount,
+            )
+        )
+        return True
+
+    def release_held(self, outcome: str, operator: str | None, note: str) -> None:
+        """Close the incident: command every refund still held, and count afresh."""
+        incident = self.state.incident
+        if incident is None:
+            return
+        self.close_incident(incident, outcome, operator, note)
+        for refund_id in incident.held:
+            refund = self.state.refunds[refund_id]
+            if refund.status is RefundStatus.HELD:
+                refund.status = RefundStatus.AWAITING_RESULT
+                refund.escalation = None
+                self.emit_refund(refund)
+
+    def reject_held(self, operator: str, note: str) -> None:
+        """Close the incident: no held refund is paid; each becomes a case of its own."""
+        incident = self.state.incident
+        if incident is None:
+            return
+        self.close_incident(incident, "REJECTED", operator, note)
+        for refund_id in incident.held:
+            refund = self.state.refunds[refund_id]
+            if refund.status is RefundStatus.HELD:
+                refund.status = RefundStatus.REJECTED
+                refund.escalation = self.escalate(
+                    Case.REFUND_REJECTED,
+                    self.order_of(refund),
+                    refund.payment_id,
+                    refund.amount,
+                    payment_id=refund.payment_id,
+                    order_id=refund.order_id,
+                    refund_id=refund.refund_id,
+                )
+
+    def close_incident(
+        self, incident: Incident, outcome: str, operator: str | None, note: str
+    ) -> None:
+        """Resolve the incident's escalation and take it off the orders it held."""
+        self.state.incident = None
+        self.state.recent_refunds.clear()
+        for order_id in incident.orders:
+            self.close_on_order(self.state.orders[order_id], incident.incident_id)
+        self.resolve(incident.incident_id, outcome, operator, note)
 
     def find_refund(self, refund_id: str, payment_id: str) -> Refund | None:
         """Match a provider's answer by refund id, or by payment when the id is unknown."""
@@ -351,13 +507,14 @@ class Decider:
         refund.status = RefundStatus.SUCCEEDED
         refund.refunded = min(fact.amount, refund.amount)
         if fact.amount != refund.amount:
-            self.escalate(
+            refund.escalation = self.escalate(
                 Case.REFUND_AMOUNT_MISMATCH,
                 self.order_of(refund),
                 refund.payment_id,
                 abs(fact.amount - refund.amount),
                 payment_id=refund.payment_id,
                 order_id=refund.order_id,
+                refund_id=refund.refund_id,
             )
 
     def on_refund_failed(self, fact: RefundFailed) -> None:
@@ -378,13 +535,14 @@ class Decider:
             )
             return
         refund.status = RefundStatus.FAILED
-        self.escalate(
+        refund.escalation = self.escalate(
             Case.REFUND_FAILED,
             self.order_of(refund),
             refund.payment_id,
             refund.amount,
             payment_id=refund.payment_id,
             order_id=refund.order_id,
+            refund_id=refund.refund_id,
         )
 
     # -- cases ------------------------------------------------------------------------
@@ -426,16 +584,30 @@ class Decider:
         *,
         payment_id: str | None = None,
         order_id: str | None = None,
-    ) -> None:
-        """Hand a case to a person, once per subject and reason."""
-        command_id = ids.escalation_id(subject, case.value)
-        if command_id in self.state.escalated:
-            return
-        self.state.escalated.add(command_id)
+        refund_id: str | None = None,
+    ) -> str:
+        """Hand a case to a person, once per subject and reason; returns its id.
+
+        A refund at risk again after an operator closed its case (retried, it failed
+        again) is escalated again, under `<subject>/<reason>/<n>`.
+        """
+        state = self.state
+        first_id = ids.escalation_id(subject, case.value)
+        if first_id in state.escalated:
+            if refund_id is None or self.is_open(first_id):
+                return first_id
+            command_id = self.occurrence(first_id)
+        else:
+            state.escalated.add(first_id)
+            state.occurrences[first_id] = 1
+            command_id = first_id
+            if order is not None:
+                order_id = order.order_id
+            self.detect(case, order, subject, payment_id, order_id)
         if order is not None:
             order_id = order.order_id
             order.escalations.append(command_id)
-        self.detect(case, order, subject, payment_id, order_id)
+        state.open_escalations[command_id] = Escalation(command_id, case, order_id, refund_id)
         self.decisions.append(
             CaseEscalated(
                 decision_id=command_id,
@@ -447,6 +619,38 @@ class Decider:
                 amount=amount,
             )
         )
+        return command_id
+
+    def is_open(self, first_id: str) -> bool:
+        """Whether the latest escalation under `first_id` is still open."""
+        latest = ids.again(first_id, self.state.occurrences[first_id])
+        return latest in self.state.open_escalations
+
+    def occurrence(self, first_id: str) -> str:
+        """The id of this decision's next occurrence: `first_id`, then `first_id/2`, ..."""
+        count = self.state.occurrences[first_id] = self.state.occurrences[first_id] + 1
+        return ids.again(first_id, count)
+
+    def resolve(self, escalation_id: str, outcome: str, operator: str | None, note: str) -> None:
+        """Record that an open escalation was closed, and how."""
+        escalation = self.state.open_escalations.pop(escalation_id)
+        self.decisions.append(
+            CaseResolved(
+                decision_id=ids.resolution_id(escalation_id),
+                at=self.now,
+                escalation_id=escalation_id,
+                order_id=escalation.order_id,
+                reason=escalation.reason,
+                outcome=outcome,
+                operator=operator,
+                note=note,
+            )
+        )
+
+    def close_on_order(self, order: Order, escalation_id: str | None) -> None:
+        """Take a closed escalation off its order's open list."""
+        if escalation_id is not None and escalation_id in order.escalations:
+            order.escalations.remove(escalation_id)
 
     def escalate_over_issued(self, order: Order) -> None:
         """Rule 7: more stamps delivered than ordered."""
@@ -465,6 +669,65 @@ class Decider:
         if order.placed:
             return order.unit_total
         return self.rules.default_unit_price + self.rules.default_unit_fee
+
+    # -- operators --------------------------------------------------------------------
+
+    def on_escalation_resolved(self, fact: EscalationResolved) -> None:
+        """Close a case the way the operator said, unless that leaves money at risk unseen."""
+        escalation = self.state.open_escalations.get(fact.escalation_id)
+        refusal = self.refuse_resolution(escalation, fact.outcome)
+        if escalation is None or refusal is not None:
+            self.note(fact, fact.escalation_id, refusal or "no open escalation has this id")
+            return
+        order = self.state.orders.get(escalation.order_id or "")
+        if order is not None:
+            self.close_on_order(order, escalation.escalation_id)
+        self.resolve(escalation.escalation_id, fact.outcome, fact.operator, fact.note)
+        refund = self.state.refunds.get(escalation.refund_id or "")
+        if refund is None or refund.escalation != escalation.escalation_id:
+            return
+        refund.escalation = None
+        if fact.outcome == "REFUNDED_OUTSIDE":
+            refund.status = RefundStatus.SUCCEEDED
+            refund.refunded = refund.amount
+        elif fact.outcome == "RETRY_REFUND":
+            refund.attempt += 1
+            refund.status = RefundStatus.AWAITING_RESULT
+            self.emit_refund(refund)
+
+    def refuse_resolution(self, escalation: Escalation | None, outcome: str) -> str | None:
+        """Why an operator's outcome cannot close this escalation, or None if it can."""
+        if escalation is None:
+            return "no open escalation has this id"
+        if escalation.reason is Case.REFUND_FLOOD:
+            return "an incident is closed by approving or rejecting its held refunds"
+        refund = self.state.refunds.get(escalation.refund_id or "")
+        at_stake = 0 if refund is None else refund.amount - refund.refunded
+        if outcome == "NO_MONEY_AT_STAKE":
+            return f"Rp {at_stake} is still at stake in this case" if at_stake > 0 else None
+        if refund is None or at_stake == 0:
+            return f"{outcome}: no refund is at stake in this case"
+        if outcome == "RETRY_REFUND" and refund.status not in _RETRIABLE:
+            return "RETRY_REFUND: this refund did not fail"
+        return None
+
+    def on_held_approved(self, fact: HeldRefundsApproved) -> None:
+        """An operator approved the held refunds: command them."""
+        if self.is_open_incident(fact, fact.incident_id):
+            self.release_held("APPROVED", fact.operator, fact.note)
+
+    def on_held_rejected(self, fact: HeldRefundsRejected) -> None:
+        """An operator rejected the held refunds: each becomes a case of its own."""
+        if self.is_open_incident(fact, fact.incident_id):
+            self.reject_held(fact.operator, fact.note)
+
+    def is_open_incident(self, fact: Fact, incident_id: str) -> bool:
+        """Whether `incident_id` is the open incident; if not, note the fact and say no."""
+        incident = self.state.incident
+        if incident is not None and incident.incident_id == incident_id:
+            return True
+        self.note(fact, incident_id, "no open refund-flood incident has this id")
+        return False
 
     # -- deadlines --------------------------------------------------------------------
 
@@ -511,6 +774,9 @@ class Decider:
             self.emit_refund(refund)
 
 
+# Refunds an operator may have commanded once more: they failed for good, or were rejected.
+_RETRIABLE = (RefundStatus.FAILED, RefundStatus.REJECTED)
+
 _FACT_HANDLERS: dict[type[Fact], Callable[[Decider, object], None]] = {
     ClockTicked: Decider.on_tick,  # type: ignore[dict-item]
     OrderPlaced: Decider.on_order_placed,  # type: ignore[dict-item]
@@ -520,6 +786,9 @@ _FACT_HANDLERS: dict[type[Fact], Callable[[Decider, object], None]] = {
     StampIssuanceFailed: Decider.on_issuance_failed,  # type: ignore[dict-item]
     RefundSucceeded: Decider.on_refund_succeeded,  # type: ignore[dict-item]
     RefundFailed: Decider.on_refund_failed,  # type: ignore[dict-item]
+    EscalationResolved: Decider.on_escalation_resolved,  # type: ignore[dict-item]
+    HeldRefundsApproved: Decider.on_held_approved,  # type: ignore[dict-item]
+    HeldRefundsRejected: Decider.on_held_rejected,  # type: ignore[dict-item]
 }
 
 _TIMER_HANDLERS: dict[TimerKind, Callable[[Decider, str, int], None]] = {

@@ -27,6 +27,9 @@ class Case(StrEnum):
     REFUND_FAILED = "REFUND_FAILED"
     DOUBLE_REMEDY = "DOUBLE_REMEDY"
     REFUND_AMOUNT_MISMATCH = "REFUND_AMOUNT_MISMATCH"
+    # Not in SPEC: the refund-flood guard's incident, and a held refund an operator rejected.
+    REFUND_FLOOD = "REFUND_FLOOD"
+    REFUND_REJECTED = "REFUND_REJECTED"
 
 
 class Decision(BaseModel):
@@ -127,9 +130,59 @@ class CaseEscalated(Decision):
         }
 
 
-AnyDecision: TypeAlias = DiscrepancyDetected | IssuanceCommanded | RefundCommanded | CaseEscalated
+class RefundHeld(Decision):
+    """The refund-flood guard held a refund instead of commanding it; the money is at risk."""
+
+    type: Literal["RefundHeld"] = "RefundHeld"
+    refund_id: str
+    order_id: str | None
+    payment_id: str
+    amount: int
+    reason: Case
+    incident_id: str
+
+
+class RefundWithdrawn(Decision):
+    """A held refund was dropped: the stamps it would have paid back arrived after all."""
+
+    type: Literal["RefundWithdrawn"] = "RefundWithdrawn"
+    refund_id: str
+    order_id: str | None
+    payment_id: str
+    amount: int
+
+
+class CaseResolved(Decision):
+    """An escalation was closed: by an operator, or (an incident) by the issuer's recovery."""
+
+    type: Literal["CaseResolved"] = "CaseResolved"
+    escalation_id: str
+    order_id: str | None
+    reason: Case
+    outcome: str
+    operator: str | None
+    note: str
+
+
+AnyDecision: TypeAlias = (
+    DiscrepancyDetected
+    | IssuanceCommanded
+    | RefundCommanded
+    | CaseEscalated
+    | RefundHeld
+    | RefundWithdrawn
+    | CaseResolved
+)
 
 DECISION_MODELS: dict[str, type[Decision]] = {
     model.model_fields["type"].default: model
-    for model in (DiscrepancyDetected, IssuanceCommanded, RefundCommanded, CaseEscalated)
+    for model in (
+        DiscrepancyDetected,
+        IssuanceCommanded,
+        RefundCommanded,
+        CaseEscalated,
+        RefundHeld,
+        RefundWithdrawn,
+        CaseResolved,
+    )
 }

@@ -167,6 +167,56 @@ class ClockTicked(Fact):
     at: AwareDatetime
 
 
+# -- operator actions: facts too, so a replay sees every hand that moved money -------------
+
+EscalationRef = Annotated[str, Field(min_length=1, max_length=400)]
+OperatorName = Annotated[str, Field(min_length=1, max_length=128)]
+Note = Annotated[str, Field(min_length=1, max_length=2000)]
+ResolutionOutcome = Literal["REFUNDED_OUTSIDE", "RETRY_REFUND", "NO_MONEY_AT_STAKE"]
+
+
+class EscalationResolved(Fact):
+    """An operator closed an escalated case and said what became of its money.
+
+    `REFUNDED_OUTSIDE`: the money at stake went back another way (`reference` names the
+    transfer); `RETRY_REFUND`: command the failed refund once more; `NO_MONEY_AT_STAKE`:
+    looked at, nothing to move. The engine refuses an outcome that would leave money at
+    risk with no case open, and says so in its report.
+    """
+
+    type: Literal["EscalationResolved"] = "EscalationResolved"
+    escalation_id: EscalationRef
+    outcome: ResolutionOutcome
+    operator: OperatorName
+    note: Note
+    reference: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _outside_refund_names_its_transfer(self) -> EscalationResolved:
+        if self.outcome == "REFUNDED_OUTSIDE" and self.reference is None:
+            msg = "outcome REFUNDED_OUTSIDE needs the transfer's reference"
+            raise ValueError(msg)
+        return self
+
+
+class HeldRefundsApproved(Fact):
+    """An operator approved the refunds held under a refund-flood incident: pay them."""
+
+    type: Literal["HeldRefundsApproved"] = "HeldRefundsApproved"
+    incident_id: EscalationRef
+    operator: OperatorName
+    note: Note
+
+
+class HeldRefundsRejected(Fact):
+    """An operator rejected the held refunds: each becomes a case to settle by hand."""
+
+    type: Literal["HeldRefundsRejected"] = "HeldRefundsRejected"
+    incident_id: EscalationRef
+    operator: OperatorName
+    note: Note
+
+
 AnyFact: TypeAlias = (
     OrderPlaced
     | OrderCancelled
@@ -176,6 +226,9 @@ AnyFact: TypeAlias = (
     | RefundSucceeded
     | RefundFailed
     | ClockTicked
+    | EscalationResolved
+    | HeldRefundsApproved
+    | HeldRefundsRejected
 )
 
 FACT_MODELS: dict[tuple[str, int], type[Fact]] = {
@@ -189,5 +242,8 @@ FACT_MODELS: dict[tuple[str, int], type[Fact]] = {
         RefundSucceeded,
         RefundFailed,
         ClockTicked,
+        EscalationResolved,
+        HeldRefundsApproved,
+        HeldRefundsRejected,
     )
 }

@@ -23,6 +23,26 @@ def escalation_id(subject: str, reason: str) -> str:
     return f"{subject}/{reason}"
 
 
+def again(decision_id: str, occurrence: int) -> str:
+    """The id of the n-th decision of one kind about one subject: the bare id first, then `/<n>`."""
+    return decision_id if occurrence <= 1 else f"{decision_id}/{occurrence}"
+
+
+def held_id(refund: str) -> str:
+    """A refund held by the flood guard: `<refund_id>/held`."""
+    return f"{refund}/held"
+
+
+def withdrawn_id(refund: str) -> str:
+    """A held refund dropped because the stamps arrived after all: `<refund_id>/withdrawn`."""
+    return f"{refund}/withdrawn"
+
+
+def resolution_id(escalation: str) -> str:
+    """The closing of an escalation: `<escalation command_id>/resolved`."""
+    return f"{escalation}/resolved"
+
+
 def detection_id(subject: str, case: str) -> str:
     """A detected discrepancy: `<subject>/<case>/detected`."""
     return f"{subject}/{case}/detected"

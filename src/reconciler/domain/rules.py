@@ -23,3 +23,10 @@ class Rules(BaseModel):
     # money not collected on them is reckoned at the standard e-meterai price.
     default_unit_price: int = Field(default=10_000, gt=0)
     default_unit_fee: int = Field(default=2_500, ge=0)
+    # The refund-flood guard (not in SPEC): once this many new refunds were commanded
+    # within `refund_flood_window` of engine time, further refunds are held under one
+    # incident until an operator approves or the issuer recovers. It counts per decider
+    # state (per input partition in the service). None, the default, turns it off: SPEC's
+    # offline contract commands every refund at once.
+    refund_flood_limit: int | None = Field(default=None, ge=1)
+    refund_flood_window: timedelta = timedelta(seconds=600)

@@ -8,6 +8,7 @@ so a state rebuilt from the same log is the same state.
 from __future__ import annotations
 
 import heapq
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -26,6 +27,12 @@ class RefundStatus(Enum):
     AWAITING_RETRY = "awaiting_retry"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # The refund-flood guard holds it: not commanded, the money at risk under an incident.
+    HELD = "held"
+    # An operator rejected it while held: at risk, under a case of its own.
+    REJECTED = "rejected"
+    # Held, then dropped: the stamps it would have paid back arrived after all.
+    WITHDRAWN = "withdrawn"
 
 
 PENDING_REFUND = (RefundStatus.AWAITING_RESULT, RefundStatus.AWAITING_RETRY)
@@ -43,6 +50,8 @@ class Refund:
     attempt: int = 1
     status: RefundStatus = RefundStatus.AWAITING_RESULT
     refunded: int = 0
+    # The escalation a person must close while this refund is at risk, if one is open.
+    escalation: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -94,6 +103,7 @@ class Order:
     # from then on a delivery is a double remedy (rule 10).
     undelivered_refunded: bool = False
     cases: list[Case] = field(default_factory=list)
+    # The escalations open on this order (closed ones are removed when resolved).
     escalations: list[str] = field(default_factory=list)
 
 
@@ -105,6 +115,25 @@ class Unmatched:
     type: str
     subject: str
     why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An open escalation: what it is about, so an operator's resolution can be judged."""
+
+    escalation_id: str
+    reason: Case
+    order_id: str | None
+    refund_id: str | None
+
+
+@dataclass(slots=True)
+class Incident:
+    """A refund flood: the refunds held under one escalation until it is released."""
+
+    incident_id: str
+    held: list[str] = field(default_factory=list)
+    orders: set[str] = field(default_factory=set)
 
 
 class TimerKind(Enum):
@@ -131,6 +160,13 @@ class State:
     refunds: dict[str, Refund] = field(default_factory=dict)
     serials: set[str] = field(default_factory=set)
     escalated: set[str] = field(default_factory=set)
+    open_escalations: dict[str, Escalation] = field(default_factory=dict)
+    # How often a decision id was taken, for decisions that may recur about one subject
+    # (a refund held again, a case escalated again after an operator retried it).
+    occurrences: Counter[str] = field(default_factory=Counter)
+    # The refund-flood guard: when recent refunds were commanded, and the open incident.
+    recent_refunds: deque[datetime] = field(default_factory=deque)
+    incident: Incident | None = None
     unmatched: list[Unmatched] = field(default_factory=list)
     timers: list[tuple[datetime, int, TimerKind, str, int]] = field(default_factory=list)
     timer_seq: int = 0
