@@ -4,6 +4,7 @@
 - `retry`: exponential backoff with jitter, for transient failures only (by type);
 - `handlers`: one command in, one result fact out (`IssuanceJob`, `RefundJob`, `Dispatcher`);
 - `runner`: the Kafka consumer-group loop that commits a command only after its result;
+- `outbox`: the same on the embedded default, reading the log's decisions directly;
 - `cli`: `reconciler jobs run`.
 """
 
@@ -29,6 +30,7 @@ from reconciler.jobs.handlers import (
     RefundJob,
     result_event_id,
 )
+from reconciler.jobs.outbox import OutboxHooks, OutboxRunner
 from reconciler.jobs.retry import BackoffPolicy, Retrier, RetriesExhaustedError, TransientError
 from reconciler.jobs.runner import JobRunner, RunnerHooks
 
@@ -42,6 +44,8 @@ __all__ = [
     "IssuerClient",
     "JobRunner",
     "MalformedAnswerError",
+    "OutboxHooks",
+    "OutboxRunner",
     "PspClient",
     "RefundAnswer",
     "RefundDeclinedAnswer",
