@@ -24,6 +24,7 @@ from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
 from reconciler.jobs.cli import jobs_app
 from reconciler.logging import configure_logging
+from reconciler.operators_cli import operator_app
 from reconciler.progress import counting_progress
 from reconciler.providers.cli import simulate_app
 from reconciler.reconcile import reconcile_file
@@ -46,6 +47,7 @@ events_app = typer.Typer(help="The event contract for producers.", no_args_is_he
 app.add_typer(events_app, name="events")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(operator_app, name="operator")
 
 EXIT_UNREADABLE = 2
 
