@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from structlog.testing import capture_logs
 
 from reconciler.domain.rules import Rules
 from reconciler.kafka_io import read_tail
@@ -13,6 +14,7 @@ from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report
 from reconciler.service.relay import POSITION_HEADER
 from reconciler.store import PostgresLogStore, open_store
+from tests.builders import Log
 from tests.fault_support import demo_events
 from tests.service_support import (
     logged_report,
@@ -71,3 +73,38 @@ def test_demo_day_through_kafka_gives_the_offline_decisions(
     assert relayed == expected["commands"]
     positions = [int(dict(record.headers)[POSITION_HEADER]) for record in published]
     assert positions == sorted(positions)
+
+
+def test_refund_flood_is_held_by_the_service_with_a_metric_and_a_log_line(
+    pg_dsn: str,
+    pg_schema: str,
+    kafka_bootstrap: str,
+    kafka_topic_factory: Callable[[str, int], str],
+) -> None:
+    """Refunds past the limit are held: one incident line, counted, held money gauged."""
+    log = Log()
+    log.tick()
+    for n in range(1, 6):
+        log.order(f"A{n}")
+        log.debit(f"P{n}", f"A{n}", amount=5_000)
+    lines = [fact.model_dump_json().encode() for fact in log.facts]
+    topic = kafka_topic_factory("flood", 1)
+    settings = service_settings(pg_dsn, pg_schema, kafka_bootstrap, topic, input_partitions=1)
+    produced = produce_lines(kafka_bootstrap, topic, lines, partitions=1)
+    store = PostgresLogStore(pg_dsn, schema=pg_schema)
+    rules = Rules(refund_flood_limit=2)
+    with capture_logs() as logs, service_in_thread(settings, rules) as service:
+        wait_until(
+            lambda: store.positions().get(f"{topic}:0") == produced, 60, "every record logged"
+        )
+        registry = service.metrics.registry
+        wait_until(  # metrics follow the transaction that logged the records
+            lambda: registry.get_sample_value("reconciler_refunds_held") == 3, 30, "the gauge"
+        )
+        assert registry.get_sample_value("reconciler_refund_flood_incidents_total") == 1
+        assert registry.get_sample_value("reconciler_refunds_held_rupiah") == 15_000
+    held = [r.record_id for r in store.read(kind="decision") if r.type == "RefundHeld"]
+    store.close()
+    assert held == ["P3/AMOUNT_MISMATCH/held", "P4/AMOUNT_MISMATCH/held", "P5/AMOUNT_MISMATCH/held"]
+    (opened,) = [line for line in logs if line["event"] == "refund_flood_incident_opened"]
+    assert (opened["incident_id"], opened["limit"]) == ("P3/AMOUNT_MISMATCH/REFUND_FLOOD", 2)

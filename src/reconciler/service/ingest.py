@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import structlog
 from eventsourcing.persistence import PersistenceError
 
+from reconciler.domain.decisions import Case, CaseEscalated, CaseResolved
+from reconciler.domain.state import Refund, RefundStatus
 from reconciler.engine import StaleBatchError
 from reconciler.ingest.source import InputRecord
 from reconciler.kafka_io._kafka import (
@@ -179,6 +181,7 @@ class IngestLoop:
         metrics.batch_seconds.observe(seconds)
         for decision in outcome.decisions:
             metrics.decisions.labels(type=decision.type).inc()
+        self._watch_refund_floods(outcome)
         lag = 0
         for partition, next_offset in next_offsets.items():
             highwater = self._consumer.highwater(partition)
@@ -196,6 +199,34 @@ class IngestLoop:
             seconds=round(seconds, 4),
             lag=lag,
         )
+
+    def _watch_refund_floods(self, outcome: BatchOutcome) -> None:
+        """Say loudly when a refund flood is held or released; gauge what is held."""
+        for decision in outcome.decisions:
+            if isinstance(decision, CaseEscalated) and decision.reason is Case.REFUND_FLOOD:
+                self._metrics.refund_flood_incidents.inc()
+                log.warning(
+                    "refund_flood_incident_opened",
+                    incident_id=decision.command_id,
+                    first_amount=decision.amount,
+                    limit=self._engine.rules.refund_flood_limit,
+                    window_s=self._engine.rules.refund_flood_window.total_seconds(),
+                )
+            elif isinstance(decision, CaseResolved) and decision.reason is Case.REFUND_FLOOD:
+                log.warning(
+                    "refund_flood_incident_closed",
+                    incident_id=decision.escalation_id,
+                    outcome=decision.outcome,
+                    operator=decision.operator,
+                )
+        held: list[Refund] = []  # held refunds all sit under a shard's open incident
+        for source in self._engine.sources():
+            state = self._engine.state(source)
+            if state.incident is not None:
+                refunds = (state.refunds[refund_id] for refund_id in state.incident.held)
+                held += [r for r in refunds if r.status is RefundStatus.HELD]
+        self._metrics.refunds_held.set(len(held))
+        self._metrics.refunds_held_rupiah.set(sum(refund.amount for refund in held))
 
     def _commit_hint(self, next_offsets: Mapping[TopicPartition, int]) -> None:
         """Tell Kafka how far we got, after the database did; a failure here is harmless."""

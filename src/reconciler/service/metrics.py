@@ -50,6 +50,19 @@ class ServiceMetrics:
             ["type"],
             registry=r,
         )
+        self.refund_flood_incidents = Counter(
+            "reconciler_refund_flood_incidents",
+            "Refund-flood incidents opened: refunds past the limit are being held.",
+            registry=r,
+        )
+        self.refunds_held = Gauge(
+            "reconciler_refunds_held", "Refunds held by the flood guard now.", registry=r
+        )
+        self.refunds_held_rupiah = Gauge(
+            "reconciler_refunds_held_rupiah",
+            "Money in refunds held by the flood guard now, in rupiah.",
+            registry=r,
+        )
         self.ticks_produced = Counter(
             "reconciler_ticks_produced", "ClockTicked facts the ticker produced.", registry=r
         )
