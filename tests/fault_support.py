@@ -20,6 +20,8 @@ from psycopg.conninfo import make_conninfo
 
 from reconciler.demo.config import DemoConfig
 from reconciler.demo.driver import run_day, write_jsonl
+from reconciler.demo.jobs import DemoJobs
+from reconciler.demo.providers import running_providers
 from reconciler.domain.decisions import DECISION_MODELS
 from reconciler.domain.rules import Rules
 from reconciler.engine import Engine
@@ -55,7 +57,12 @@ def demo_events(
         return [c for d in taken if (c := d.command()) is not None]
 
     config = DemoConfig(orders=orders, seed=seed, tick_seconds=tick_seconds, batch_seconds=60)
-    run = run_day(config, step)
+    with running_providers(config) as providers:
+        jobs = DemoJobs(config, providers.issuer_url, providers.psp_url)
+        try:
+            run = run_day(config, step, jobs)
+        finally:
+            jobs.close()
     store.close()
     write_jsonl(run.facts, path)
     return path.read_bytes().splitlines()

@@ -49,9 +49,21 @@ class Simulator:
         body: dict[str, Any] = response.json()
         return body
 
-    def post(self, path: str, body: dict[str, Any] | str, key: str | None) -> httpx.Response:
-        """POST `body` (JSON, or raw text) with `Idempotency-Key: key` unless key is None."""
-        headers = {"Idempotency-Key": key} if key is not None else {}
+    def post(
+        self,
+        path: str,
+        body: dict[str, Any] | str,
+        key: str | None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """POST `body` (JSON, or raw text) with `Idempotency-Key: key` unless key is None.
+
+        `headers` are sent too (e.g. `X-Simulated-Time` to a simulator on request time).
+        """
+        headers = dict(headers or {})
+        if key is not None:
+            headers["Idempotency-Key"] = key
         if isinstance(body, str):
             headers["Content-Type"] = "application/json"
             return self.client.post(path, content=body, headers=headers)

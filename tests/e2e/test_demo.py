@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from reconciler.demo import DemoConfig, running_providers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -16,9 +22,16 @@ def test_demo_day_closes_with_every_rupiah_accounted_for(cli: Cli, tmp_path: Pat
     out = tmp_path / "demo"
     result = cli("demo", "--orders", "600", "--seed", "7", "--out", out)
     assert result.returncode == 0, result.stderr
-    for heading in ("Orders by outcome", "Where every rupiah went", "Checks"):
+    for heading in (
+        "Orders by outcome",
+        "Where every rupiah went",
+        "The providers' own books",
+        "Checks",
+    ):
         assert heading in result.stdout
     assert "NO" not in result.stdout.split("Checks")[1]
+    # The PSP paid no refund id twice, by its own ledger and by what the engine was told.
+    assert re.search(r"Refund ids paid twice\s*│\s*0\s*│\s*0\s*│", result.stdout)
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     totals = report["totals"]
     assert totals["debited"] > 0
@@ -46,3 +59,33 @@ def test_demo_with_the_same_seed_writes_the_same_log(cli: Cli, tmp_path: Path) -
     assert cli("demo", "--orders", "200", "--seed", "3", "--out", first).returncode == 0
     assert cli("demo", "--orders", "200", "--seed", "3", "--out", second).returncode == 0
     assert (first / "events.jsonl").read_bytes() == (second / "events.jsonl").read_bytes()
+
+
+class DayFailedError(RuntimeError):
+    """Stands for whatever stops the demo in the middle of its day."""
+
+
+def _call_then_fail(urls: list[str]) -> None:
+    """Start the demo's simulators, note their URLs, issue once in the outage, then fail."""
+    with running_providers(DemoConfig()) as providers:
+        urls += [providers.issuer_url, providers.psp_url]
+        body = {"command_id": "E1/issue/1", "order_id": "E1", "quantity": 1}
+        headers = {
+            "Idempotency-Key": "E1/issue/1",
+            "X-Simulated-Time": "2024-09-04T10:00:00+07:00",  # in the default outage
+        }
+        response = httpx.post(f"{providers.issuer_url}/v1/stamps/issue", json=body, headers=headers)
+        assert response.status_code == 503
+        assert providers.stats().issuer_requests == 1
+        raise DayFailedError
+
+
+def test_demo_simulators_run_on_request_time_and_stop_after_the_block() -> None:
+    """The demo's issuer and PSP judge time by the request, and are gone once the block fails."""
+    urls: list[str] = []
+    with pytest.raises(DayFailedError):
+        _call_then_fail(urls)
+    assert len(urls) == 2
+    for url in urls:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/v1/stats", timeout=2.0)

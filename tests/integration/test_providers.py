@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -212,7 +214,12 @@ def test_issuer_error_rate_one_always_answers_503(tmp_path_factory: pytest.TempP
         answers = [issue(sim, f"E{n % 2}/issue/1", quantity=2) for n in range(6)]
         assert {r.status_code for r in answers} == {503}
         assert all(r.json() == {"error": "ISSUER_UNAVAILABLE"} for r in answers)
-        assert sim.stats() == {"stamps_issued": 0, "requests": 6, "issues_by_key": {}}
+        assert sim.stats() == {
+            "stamps_issued": 0,
+            "requests": 6,
+            "inquiries": 0,
+            "issues_by_key": {},
+        }
 
 
 def test_issuer_outage_window_answers_503(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -481,3 +488,110 @@ def test_journal_with_a_torn_last_line_still_loads(
         assert sim.stats()["paid_out_by_refund"] == {"P80/A": 5_000, "P81/A": 7_000}
     lines = ledger.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["key"] for line in lines] == ["P80/A", "P81/A"]
+
+
+# --- simulated time: --clock request -------------------------------------------------------
+
+
+def at(moment: str) -> dict[str, str]:
+    """The header that tells a simulator on `--clock request` what time it is."""
+    return {"X-Simulated-Time": moment}
+
+
+def issue_at(sim: Simulator, key: str, moment: str) -> httpx.Response:
+    """POST an issue with `command_id` = the key, at the simulated `moment`."""
+    body = {"command_id": key, "order_id": "A1", "quantity": 1}
+    return sim.post(ISSUE, body, key, headers=at(moment))
+
+
+@pytest.fixture(scope="module")
+def request_time_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """An issuer that reads the time from each request; its outage is 10:00-11:00 WIB."""
+    args = ("--seed=7", "--clock=request", "--outage-start=10:00", "--outage-minutes=60")
+    with _running(tmp_path_factory, "issuer", *args) as simulator:
+        yield simulator
+
+
+def test_request_time_decides_the_outage_whatever_the_wall_clock(
+    request_time_issuer: Simulator,
+) -> None:
+    """The outage follows X-Simulated-Time, offsets honoured; the key's answer stays final."""
+    sim = request_time_issuer
+    body = {"command_id": "RT1/issue/1", "order_id": "RT1", "quantity": 2}
+    inside = sim.post(ISSUE, body, "RT1/issue/1", headers=at("2024-09-04T10:15:00+07:00"))
+    after = sim.post(ISSUE, body, "RT1/issue/1", headers=at("2024-09-04T11:00:00+07:00"))
+    in_utc = sim.post(ISSUE, body, "RT1/issue/1", headers=at("2024-09-05T03:30:00+00:00"))
+    assert (inside.status_code, inside.json()) == (503, {"error": "ISSUER_UNAVAILABLE"})
+    assert after.status_code == 200
+    assert len(after.json()["serial_numbers"]) == 2
+    assert in_utc.status_code == 503  # 10:30 WIB the next day: inside the daily window
+    assert sim.stats()["issues_by_key"]["RT1/issue/1"] == after.json()["serial_numbers"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, at("half past ten"), at("2024-09-04T12:00:00")],
+    ids=["missing", "not-iso", "no-offset"],
+)
+def test_request_time_refuses_a_post_without_a_usable_time(
+    request_time_issuer: Simulator, headers: dict[str, str]
+) -> None:
+    """A POST whose time is missing, unreadable or without offset is 400 and issues nothing."""
+    sim = request_time_issuer
+    key = f"RT2-{len(headers)}-{headers.get('X-Simulated-Time', '')}/issue/1"
+    body = {"command_id": key, "order_id": "RT2", "quantity": 1}
+    response = sim.post(ISSUE, body, key, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "INVALID_SIMULATED_TIME"
+    assert "X-Simulated-Time" in response.json()["detail"]
+    assert key not in sim.stats()["issues_by_key"]
+
+
+def test_request_time_blackout_and_retry_after_follow_the_stated_time(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """On request time the PSP's blackout, and its Retry-After, are reckoned from the header."""
+    args = ("--clock=request", "--not-supported-rate=0")
+    with _running(tmp_path_factory, "psp", *args) as sim:
+        body = {"refund_id": "RT3/X", "payment_id": "RT3", "amount": 12_500, "reason": "TEST"}
+        night = sim.post(REFUNDS, body, "RT3/X", headers=at("2024-09-04T23:30:00+07:00"))
+        evening = sim.post(REFUNDS, body, "RT3/X", headers=at("2024-09-04T22:00:00+07:00"))
+        assert night.status_code == 503
+        assert night.json() == {"error": "REFUND_BLACKOUT"}
+        assert night.headers["Retry-After"] == "3600"
+        assert evening.status_code == 200
+        assert sim.stats()["paid_out_total"] == 12_500
+
+
+def test_request_time_cuts_error_bursts_from_the_stated_time(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Burst buckets follow the request's time: within a bucket all keys fare alike."""
+    args = ("--clock=request", "--seed=1", "--error-rate=0.5", "--burst-seconds=60")
+    with _running(tmp_path_factory, "issuer", *args) as sim:
+        by_minute: dict[int, set[int]] = {}
+        for minute in range(12):
+            moment = f"2024-09-04T12:{minute:02d}:30+07:00"
+            by_minute[minute] = {
+                issue_at(sim, f"RT4-{minute}-{n}/issue/1", moment).status_code for n in range(3)
+            }
+        assert all(len(codes) == 1 for codes in by_minute.values())
+        assert set().union(*by_minute.values()) == {200, 503}
+
+
+def test_request_time_with_a_clock_start_is_refused(tmp_path: Path) -> None:
+    """`--clock-start` sets a wall clock, which `--clock request` does not read: exit 2."""
+    command = [
+        sys.executable,
+        "-m",
+        "reconciler.providers",
+        "issuer",
+        "--port=1",
+        "--clock=request",
+        "--clock-start=2024-09-04T10:00:00+07:00",
+    ]
+    result = subprocess.run(  # noqa: S603 - our own interpreter and module
+        command, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "--clock-start" in result.stderr

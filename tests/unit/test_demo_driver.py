@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -9,18 +9,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from reconciler.demo import DemoConfig, DemoRun, run_day, write_jsonl
+from reconciler.demo.driver import EarlyAnswerError
+from reconciler.demo.facts import Arrival
 from reconciler.domain.events import (
     FACT_MODELS,
     ClockTicked,
     OrderPlaced,
     PaymentDebited,
     RefundSucceeded,
-    StampIssuanceFailed,
     StampIssued,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from reconciler.domain.events import Fact
@@ -34,16 +35,14 @@ SMALL = DemoConfig(
     double_debit_rate=0.05,
 )
 ISSUE_SLA = timedelta(minutes=5)
+LAG = timedelta(seconds=45)
 
 
 class FakeEngine:
-    """Just enough of an engine to give the simulators real work.
+    """Just enough of an engine to give the jobs real work.
 
     Five minutes after an order's first debit without stamps it commands issuance; it
-    refunds orphan debits and second debits on an order. It is careless the way a relay
-    with at-least-once delivery is: when a debit is reported again (settlement after
-    webhook), it sends the same issuance command again, and resends a refund command
-    along with a second attempt under the same refund_id.
+    refunds orphan debits and second debits on an order, and escalates each orphan.
     """
 
     def __init__(self) -> None:
@@ -53,8 +52,6 @@ class FakeEngine:
         self.paid_by: dict[str, str] = {}
         self.due: dict[str, datetime] = {}
         self.delivered: set[str] = set()
-        self.commanded_at: dict[str, datetime] = {}
-        self.refunds: dict[str, dict[str, Any]] = {}
 
     def __call__(self, batch: Sequence[Fact]) -> list[dict[str, Any]]:
         """Take a batch of facts; return the commands they lead to."""
@@ -82,11 +79,9 @@ class FakeEngine:
             del self.due[order_id]
             if order_id in self.delivered or order_id not in self.quantities:
                 continue
-            command_id = f"{order_id}/issue/1"
-            self.commanded_at.setdefault(command_id, self._now())
             commands.append(
                 {
-                    "command_id": command_id,
+                    "command_id": f"{order_id}/issue/1",
                     "type": "IssueStamps",
                     "order_id": order_id,
                     "quantity": self.quantities[order_id],
@@ -97,7 +92,12 @@ class FakeEngine:
 
     def _debit(self, fact: PaymentDebited) -> list[dict[str, Any]]:
         if fact.order_id is None:
-            return self._refund(fact, "ORPHAN_DEBIT")
+            escalate = {
+                "command_id": f"{fact.payment_id}/ORPHAN",
+                "type": "Escalate",
+                "reason": "ORPHAN",
+            }
+            return [*self._refund(fact, "ORPHAN_DEBIT"), escalate]
         first = self.paid_by.setdefault(fact.order_id, fact.payment_id)
         if first == fact.payment_id:
             self.due.setdefault(fact.order_id, self._now() + ISSUE_SLA)
@@ -106,40 +106,90 @@ class FakeEngine:
 
     def _refund(self, fact: PaymentDebited, reason: str) -> list[dict[str, Any]]:
         refund_id = f"{fact.payment_id}/{reason}"
-        first = self.refunds.get(refund_id)
-        command = {
-            "command_id": f"{refund_id}/1",
-            "type": "RefundPayment",
-            "refund_id": refund_id,
-            "order_id": fact.order_id,
-            "payment_id": fact.payment_id,
-            "amount": fact.amount,
-            "reason": reason,
-            "attempt": 1,
-        }
-        if first is None:
-            self.refunds[refund_id] = command
-            return [command]
-        return [first, first | {"command_id": f"{refund_id}/2", "attempt": 2}]
+        return [
+            {
+                "command_id": f"{refund_id}/1",
+                "type": "RefundPayment",
+                "refund_id": refund_id,
+                "order_id": fact.order_id,
+                "payment_id": fact.payment_id,
+                "amount": fact.amount,
+                "reason": reason,
+                "attempt": 1,
+            }
+        ]
+
+
+class FakeJobs:
+    """Jobs that deliver every stamp and pay every refund, `lag` after the command.
+
+    A command id is answered once (a repeat gets nothing), and escalations never.
+    """
+
+    def __init__(self, lag: timedelta = LAG) -> None:
+        """Answer `lag` after each batch's end."""
+        self.lag = lag
+        self.taken: list[tuple[Mapping[str, Any], datetime]] = []
+        self.answered: dict[str, Fact] = {}
+
+    def submit(
+        self, commands: Sequence[Mapping[str, Any]], at: datetime
+    ) -> Callable[[], list[Arrival]]:
+        """Answer the batch's commands at once; the driver collects them when it must."""
+        answers = []
+        for command in commands:
+            self.taken.append((command, at))
+            command_id = command["command_id"]
+            fact = self._answer(command, at + self.lag)
+            if fact is not None and command_id not in self.answered:
+                self.answered[command_id] = fact
+                answers.append(Arrival(at + self.lag, fact))
+        return lambda: answers
+
+    @staticmethod
+    def _answer(command: Mapping[str, Any], when: datetime) -> Fact | None:
+        command_id = command["command_id"]
+        if command["type"] == "IssueStamps":
+            serials = tuple(f"SIM-{command_id}-{n}" for n in range(command["quantity"]))
+            return StampIssued(
+                event_id=f"{command_id}/result",
+                version=1,
+                occurred_at=when,
+                order_id=command["order_id"],
+                serial_numbers=serials,
+                command_id=command_id,
+            )
+        if command["type"] == "RefundPayment":
+            return RefundSucceeded(
+                event_id=f"{command_id}/result",
+                version=1,
+                occurred_at=when,
+                refund_id=command["refund_id"],
+                payment_id=command["payment_id"],
+                amount=command["amount"],
+                psp_refund_ref=f"REF-{command_id}",
+            )
+        return None
 
 
 @pytest.fixture(scope="module")
-def engine_and_run() -> tuple[FakeEngine, DemoRun]:
-    """One small day through the fake engine, shared by the tests that only read it."""
-    engine = FakeEngine()
-    return engine, run_day(SMALL, engine)
+def jobs_and_run() -> tuple[FakeJobs, DemoRun]:
+    """One small day through the fake engine and jobs, shared by the tests that only read it."""
+    jobs = FakeJobs()
+    return jobs, run_day(SMALL, FakeEngine(), jobs)
 
 
 @pytest.fixture(scope="module")
-def run(engine_and_run: tuple[FakeEngine, DemoRun]) -> DemoRun:
+def run(jobs_and_run: tuple[FakeJobs, DemoRun]) -> DemoRun:
     """The shared day's run."""
-    return engine_and_run[1]
+    return jobs_and_run[1]
 
 
 def test_same_seed_gives_identical_jsonl(run: DemoRun, tmp_path: Path) -> None:
     """Two runs of one seed and engine write byte-identical files; another seed does not."""
-    again = run_day(SMALL, FakeEngine())
-    other = run_day(DemoConfig(orders=300, seed=43, tick_seconds=5, batch_seconds=30), FakeEngine())
+    again = run_day(SMALL, FakeEngine(), FakeJobs())
+    other_config = DemoConfig(orders=300, seed=43, tick_seconds=5, batch_seconds=30)
+    other = run_day(other_config, FakeEngine(), FakeJobs())
     paths = [tmp_path / "a" / "day.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"]
     for result, path in zip((run, again, other), paths, strict=True):
         assert write_jsonl(result.facts, path) == len(result.facts)
@@ -191,41 +241,61 @@ def test_the_day_closes_quiet_with_every_answer_in(run: DemoRun) -> None:
     assert run.closed_at >= last_tick_before_last_fact + SMALL.quiet_period
 
 
-def test_issuer_answers_the_commands_by_their_id(
-    engine_and_run: tuple[FakeEngine, DemoRun],
+def test_every_command_goes_to_the_jobs_at_its_batch_end(
+    jobs_and_run: tuple[FakeJobs, DemoRun],
 ) -> None:
-    """Every issuer answer names a command the engine sent, and comes after it was sent."""
-    engine, run = engine_and_run
-    answers = [
-        fact
-        for fact in run.facts
-        if isinstance(fact, StampIssued | StampIssuanceFailed) and fact.command_id is not None
-    ]
-    assert answers
-    repeated = run.commands["IssueStamps"] - len(engine.commanded_at)
-    assert repeated == run.issuer.repeated_commands > 0
-    for fact in answers:
-        assert fact.command_id is not None
-        assert fact.occurred_at > engine.commanded_at[fact.command_id]
-        assert run.issuer.answer_for(fact.command_id) == fact
-    issued = sum(len(f.serial_numbers) for f in answers if isinstance(f, StampIssued))
-    assert issued == run.issuer.stamps_issued > 0
+    """The jobs get every command, escalations too, at the end of the batch that took it."""
+    jobs, run = jobs_and_run
+    assert run.commands == Counter(command["type"] for command, _ in jobs.taken)
+    assert set(run.commands) == {"IssueStamps", "RefundPayment", "Escalate"}
+    ticks = {fact.at for fact in run.facts if isinstance(fact, ClockTicked)}
+    batch = timedelta(seconds=SMALL.batch_seconds)
+    for _, at in jobs.taken:
+        assert at - batch in ticks
+        assert (at - SMALL.opening) % batch == timedelta(0)
 
 
-def test_provider_pays_each_refund_id_once(engine_and_run: tuple[FakeEngine, DemoRun]) -> None:
-    """Repeated refund commands in a whole day still pay every refund_id at most once."""
-    engine, run = engine_and_run
-    psp = run.psp
-    assert psp.repeated_commands > 0
-    assert psp.paid_out_by_refund
-    for refund_id, paid in psp.paid_out_by_refund.items():
-        assert paid == engine.refunds[refund_id]["amount"]
-    assert psp.paid_out_total == sum(psp.paid_out_by_refund.values())
-    succeeded: dict[str, set[int]] = defaultdict(set)
+def test_answers_reach_the_engine_when_they_arrive(
+    jobs_and_run: tuple[FakeJobs, DemoRun],
+) -> None:
+    """Each answer is fed after the last tick before its arrival, never before its command."""
+    jobs, run = jobs_and_run
+    taken_at: dict[str, datetime] = {}
+    for command, at in jobs.taken:
+        taken_at.setdefault(command["command_id"], at)
+    answer_ids = {fact.event_id for fact in jobs.answered.values()}
+    tick_seconds = timedelta(seconds=SMALL.tick_seconds)
+    clock = None
+    fed = 0
     for fact in run.facts:
-        if isinstance(fact, RefundSucceeded):
-            succeeded[fact.refund_id].add(fact.amount)
-    assert psp.paid_out_total == sum(amount for (amount,) in succeeded.values())
+        if isinstance(fact, ClockTicked):
+            clock = fact.at
+        elif fact.event_id in answer_ids:
+            assert isinstance(fact, StampIssued | RefundSucceeded)
+            command_id = fact.event_id.removesuffix("/result")
+            arrival = taken_at[command_id] + LAG
+            assert clock is not None
+            assert clock <= arrival < clock + tick_seconds
+            fed += 1
+    assert fed == len(jobs.answered) > 0
+
+
+def test_an_answer_due_sooner_than_the_result_lag_is_refused() -> None:
+    """Jobs that answer within the config's result lag break the pipeline: the run stops."""
+    hasty = FakeJobs(lag=SMALL.result_lag[0] - timedelta(seconds=1))
+    with pytest.raises(EarlyAnswerError, match="too soon"):
+        run_day(SMALL, FakeEngine(), hasty)
+
+
+def test_answers_still_on_their_way_keep_the_day_open() -> None:
+    """Answers that come hours after their commands are still fed, then a quiet period runs."""
+    slow = FakeJobs(lag=SMALL.quiet_period + timedelta(hours=1))
+    run = run_day(SMALL, FakeEngine(), slow)
+    assert run.unanswered == 0
+    fed = {fact.event_id for fact in run.facts}
+    assert {fact.event_id for fact in slow.answered.values()} <= fed
+    last_arrival = max(at for _, at in slow.taken) + slow.lag
+    assert run.closed_at >= last_arrival + SMALL.quiet_period
 
 
 def test_summary_counts_the_day(run: DemoRun) -> None:
@@ -234,8 +304,8 @@ def test_summary_counts_the_day(run: DemoRun) -> None:
     assert summary["orders"] == 300
     assert summary["facts_by_type"]["OrderPlaced"] == 300
     assert summary["orders_by_mode"]["healthy"] > 100
-    assert set(summary["commands_by_type"]) == {"IssueStamps", "RefundPayment"}
-    assert summary["psp_paid_out"] == run.psp.paid_out_total > 0
+    assert set(summary["commands_by_type"]) == {"IssueStamps", "RefundPayment", "Escalate"}
+    assert summary["unanswered"] == 0
     assert json.loads(json.dumps(summary)) == summary
 
 
@@ -243,7 +313,12 @@ def test_progress_reports_simulated_seconds() -> None:
     """Progress is reported after every batch, never going back, and ends at the day's length."""
     reports: list[tuple[int, int]] = []
     config = DemoConfig(orders=20, seed=1, tick_seconds=5, batch_seconds=60)
-    run = run_day(config, lambda _batch: [], lambda done, total: reports.append((done, total)))
+    run = run_day(
+        config,
+        lambda _batch: [],
+        FakeJobs(),
+        lambda done, total: reports.append((done, total)),
+    )
     done = [report[0] for report in reports]
     assert done == sorted(done)
     assert done[-1] >= reports[-1][1]

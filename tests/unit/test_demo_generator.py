@@ -32,7 +32,6 @@ LOUD = DemoConfig(
     portal_partial_delivery_rate=0.3,
     duplicate_serial_rate=0.02,
     delivered_unpaid_rate=0.02,
-    refund_unsupported_payer_rate=0.2,
 )
 
 

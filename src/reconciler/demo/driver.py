@@ -2,37 +2,55 @@
 
 The driver owns simulated time. It walks the engine's clock forward one tick at a time,
 delivers every fact that arrives before the next tick, hands a batch of ticks and facts
-to the engine, and passes the commands the engine took to the simulated issuer and
-payment provider, whose answers join the queue of facts still to arrive. The day closes
-when every answer is in and a quiet period has let every deadline fall due.
+to the engine, and passes the commands the engine took to the remediation jobs, whose
+answers join the queue of facts still to arrive. The jobs work on a batch's commands
+while the engine takes the next batches: an answer is never due sooner than
+`result_lag`'s low end after its command, so the driver waits for a batch's answers only
+before it builds the first batch in which one could be due. The day closes when every
+answer is in and a quiet period has let every deadline fall due.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from reconciler.demo.facts import build
+from reconciler.demo.facts import Arrival, build
 from reconciler.demo.generator import generate_day
-from reconciler.demo.simulators import PaymentProviderSimulator, StampIssuerSimulator
 from reconciler.domain.events import ClockTicked, Fact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from datetime import datetime
 
     from reconciler.demo.config import DemoConfig
-    from reconciler.demo.facts import Arrival
     from reconciler.demo.generator import GeneratedDay
 
 EngineStep: TypeAlias = Callable[[Sequence[Fact]], Sequence[dict[str, Any]]]
 """The engine as the demo sees it: a batch of facts in, the commands it took out, in order."""
 Progress: TypeAlias = Callable[[int, int], None]
+Answers: TypeAlias = Callable[[], Sequence[Arrival]]
+"""Waits for the answers to a batch's commands, and returns them in command order."""
+
+
+class Jobs(Protocol):
+    """The remediation jobs as the driver sees them."""
+
+    def submit(self, commands: Sequence[Mapping[str, Any]], at: datetime) -> Answers:
+        """Start on the commands the engine took at `at`; the returned call waits for answers.
+
+        No answer may arrive sooner than the config's `result_lag` allows.
+        """
+        ...
+
+
+class EarlyAnswerError(RuntimeError):
+    """An answer was due sooner than `result_lag` allows after its command."""
+
 
 # An engine that keeps commanding forever must not keep the demo running forever.
 _OVERTIME = timedelta(hours=24)
@@ -44,8 +62,6 @@ class DemoRun:
 
     config: DemoConfig
     facts: list[Fact]
-    issuer: StampIssuerSimulator
-    psp: PaymentProviderSimulator
     modes: Counter[str]
     portal_stamps_issued: int
     commands: Counter[str] = field(default_factory=Counter)
@@ -73,9 +89,6 @@ class DemoRun:
             "orders_by_mode": dict(sorted(self.modes.items())),
             "facts_by_type": dict(sorted(self.facts_by_type().items())),
             "commands_by_type": dict(sorted(self.commands.items())),
-            "psp_paid_out": self.psp.paid_out_total,
-            "psp_refunds_paid": self.psp.payouts,
-            "issuer_stamps_issued": self.issuer.stamps_issued,
             "portal_stamps_issued": self.portal_stamps_issued,
             "unanswered": self.unanswered,
             "closed_at": self.closed_at.isoformat(),
@@ -85,27 +98,16 @@ class DemoRun:
 def run_day(
     config: DemoConfig,
     engine_step: EngineStep,
+    jobs: Jobs,
     progress: Progress | None = None,
 ) -> DemoRun:
-    """Simulate `config`'s day, feeding `engine_step` and answering the commands it returns.
+    """Simulate `config`'s day, feeding `engine_step` and passing its commands to `jobs`.
 
     `progress`, if given, is called after every batch with (simulated seconds done,
     simulated seconds the day is expected to last); the second number can grow while
     answers keep arriving.
     """
-    day = generate_day(config)
-    issuer = StampIssuerSimulator(config, day.serials)
-    psp = PaymentProviderSimulator(config, day.payments)
-    run = DemoRun(
-        config=config,
-        facts=[],
-        issuer=issuer,
-        psp=psp,
-        modes=day.modes,
-        portal_stamps_issued=day.portal_stamps,
-    )
-    _Driver(config, day, run, engine_step, progress).run()
-    return run
+    return _Driver(config, generate_day(config), engine_step, jobs, progress).run()
 
 
 def write_jsonl(facts: Iterable[Fact], path: Path | str) -> int:
@@ -130,8 +132,8 @@ class _Driver:
         self,
         config: DemoConfig,
         day: GeneratedDay,
-        run: DemoRun,
         engine_step: EngineStep,
+        jobs: Jobs,
         progress: Progress | None,
     ) -> None:
         self._config = config
@@ -139,67 +141,79 @@ class _Driver:
         self._next = 0
         self._answers: list[tuple[datetime, int, Fact]] = []
         self._answer_seq = 0
-        self._run = run
+        self._run = DemoRun(
+            config=config, facts=[], modes=day.modes, portal_stamps_issued=day.portal_stamps
+        )
         self._engine_step = engine_step
+        self._jobs = jobs
+        self._in_flight: deque[tuple[datetime, Answers]] = deque()
         self._progress = progress
         self._tick = timedelta(seconds=config.tick_seconds)
+        self._batch = timedelta(seconds=config.batch_seconds)
+        self._min_lag = config.result_lag[0]
         last_arrival = self._timeline[-1].arrives_at if self._timeline else config.opening
         self._close_at = max(last_arrival, config.opening) + config.quiet_period
 
-    def run(self) -> None:
+    def run(self) -> DemoRun:
         clock = self._config.opening
         ticks_per_batch = self._config.batch_seconds // self._config.tick_seconds
         hard_stop = self._close_at + _OVERTIME
         while True:
+            # Wait only for the answers that could be due before this batch ends.
+            while self._in_flight and self._in_flight[0][0] + self._min_lag < clock + self._batch:
+                self._collect()
             batch: list[Fact] = []
             for _ in range(ticks_per_batch):
                 batch.append(_tick(clock))
                 clock += self._tick
                 self._deliver_before(clock, batch)
             self._run.facts.extend(batch)
-            # The simulators take the batch's commands at its end, so no answer can reach
-            # the engine before the fact that caused its command.
-            for command in self._engine_step(batch):
-                self._dispatch(command, clock)
+            # The jobs take the batch's commands at its end, so no answer can reach the
+            # engine before the fact that caused its command.
+            commands = self._engine_step(batch)
+            self._run.commands.update(str(command.get("type")) for command in commands)
+            self._in_flight.append((clock, self._jobs.submit(commands, clock)))
             if self._progress is not None:
                 self._progress(self._elapsed(clock), self._elapsed(self._close_at))
             if self._done(clock) or clock > hard_stop:
                 break
+        while self._in_flight:
+            self._collect()
         self._run.unanswered = len(self._answers)
+        return self._run
+
+    def _collect(self) -> None:
+        """Wait for the oldest batch's answers and queue them by arrival."""
+        at, answers = self._in_flight.popleft()
+        for arrival in answers():
+            if arrival.arrives_at < at + self._min_lag:
+                msg = f"an answer arrives at {arrival.arrives_at}, too soon after {at}"
+                raise EarlyAnswerError(msg)
+            self._answer_seq += 1
+            heapq.heappush(self._answers, (arrival.arrives_at, self._answer_seq, arrival.fact))
 
     def _deliver_before(self, horizon: datetime, batch: list[Fact]) -> None:
-        """Append every fact due before horizon, from the day or the simulators, by arrival."""
+        """Append every fact due before horizon, from the day or the jobs, by arrival."""
         timeline, answers = self._timeline, self._answers
         while True:
             from_day = self._next < len(timeline) and timeline[self._next].arrives_at < horizon
-            from_sim = bool(answers) and answers[0][0] < horizon
-            if from_day and (not from_sim or timeline[self._next].arrives_at <= answers[0][0]):
+            from_jobs = bool(answers) and answers[0][0] < horizon
+            if from_day and (not from_jobs or timeline[self._next].arrives_at <= answers[0][0]):
                 batch.append(timeline[self._next].fact)
                 self._next += 1
-            elif from_sim:
+            elif from_jobs:
                 arrives_at, _, fact = heapq.heappop(answers)
                 self._close_at = max(self._close_at, arrives_at + self._config.quiet_period)
                 batch.append(fact)
             else:
                 return
 
-    def _dispatch(self, command: dict[str, Any], at: datetime) -> None:
-        kind = str(command.get("type"))
-        self._run.commands[kind] += 1
-        answers: list[Arrival]
-        if kind == "IssueStamps":
-            answers = self._run.issuer.receive(command, at)
-        elif kind == "RefundPayment":
-            answers = self._run.psp.receive(command, at)
-        else:
-            return  # escalations go to people, not to a simulator
-        for arrives_at, fact in answers:
-            self._answer_seq += 1
-            heapq.heappush(self._answers, (arrives_at, self._answer_seq, fact))
-
     def _done(self, clock: datetime) -> bool:
-        day_over = self._next >= len(self._timeline) and not self._answers
-        return day_over and clock - self._tick >= self._close_at
+        if self._next < len(self._timeline) or clock - self._tick < self._close_at:
+            return False
+        while self._in_flight:  # the day looks over: are answers still on their way?
+            self._collect()
+        return not self._answers
 
     def _elapsed(self, moment: datetime) -> int:
         return int((moment - self._config.opening).total_seconds())

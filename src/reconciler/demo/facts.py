@@ -44,7 +44,7 @@ class Numbering:
 
 
 class SerialNumbers:
-    """The issuer's serial numbers; the portal and the simulated issuer draw from one book."""
+    """The serial numbers of the stamps the portal delivers itself."""
 
     def __init__(self, prefix: str) -> None:
         """Number serials under this prefix, from 1."""
@@ -56,8 +56,3 @@ class SerialNumbers:
         start = self._count
         self._count += quantity
         return tuple(f"{self._prefix}{n:010d}" for n in range(start + 1, self._count + 1))
-
-    @property
-    def issued(self) -> int:
-        """How many serials have been handed out."""
-        return self._count

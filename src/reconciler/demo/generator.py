@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from reconciler.demo.config import UNIT_FEE, UNIT_PRICE
 from reconciler.demo.facts import Arrival, Numbering, SerialNumbers, build
-from reconciler.demo.payers import METHOD_WEIGHTS, METHODS, Method, payer_ref, refundable
+from reconciler.demo.payers import METHOD_WEIGHTS, METHODS, Method, payer_ref
 from reconciler.demo.traffic import order_times
 from reconciler.domain.events import (
     OrderCancelled,
@@ -66,7 +66,6 @@ class GeneratedDay:
     arrivals: list[Arrival]
     modes: Counter[str]
     payments: dict[str, Payment]
-    serials: SerialNumbers
     portal_stamps: int
 
 
@@ -123,7 +122,6 @@ class _DayWriter:
             arrivals=arrivals,
             modes=self._modes,
             payments=self._payments,
-            serials=self._serials,
             portal_stamps=len(self._delivered),
         )
 
@@ -136,7 +134,7 @@ class _DayWriter:
             quantity=rng.choices(_QUANTITIES, weights=_QUANTITY_WEIGHTS)[0],
             method=method,
             expires_at=placed_at + _EXPIRY[method],
-            payer_ref=payer_ref(method, rng, self._config.refund_unsupported_payer_rate),
+            payer_ref=payer_ref(method, rng),
         )
 
     def _order(self, order: _Order) -> None:
@@ -154,8 +152,6 @@ class _DayWriter:
             self._cancel_unpaid(order)
         else:
             self._pay(order, placed)
-            if not refundable(order.payer_ref):
-                order.modes.append("refund_unsupported_payer")
         self._modes.update(set(order.modes) or {"healthy"})
 
     def _placed_fields(self, order: _Order) -> dict[str, Any]:

@@ -1,16 +1,23 @@
-"""`reconciler demo`: the simulated day through the real engine on the embedded store.
+"""`reconciler demo`: the simulated day through the real engine, jobs and provider simulators.
 
-Writes what an auditor needs to check the run again: the event log as JSONL (for
-`reconciler reconcile`), the SQLite log with its hash chain, and the report.
+The engine runs on the embedded store; its commands go through the real remediation
+jobs to the stamp issuer and payment provider simulators, started as processes for the
+run and stopped after it (also on an error or Ctrl-C). Writes what an auditor needs to
+check the run again: the event log as JSONL (for `reconciler reconcile`), the SQLite log
+with its hash chain, and the report. The outcome also holds what the simulators say they
+issued and paid out, to set beside the engine's figures.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler.demo.driver import DemoRun, run_day, write_jsonl
+from reconciler.demo.jobs import DemoJobs
+from reconciler.demo.providers import running_providers
 from reconciler.engine import Engine
 from reconciler.ingest.source import InputRecord
 from reconciler.report import build_report
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
 
     from reconciler.demo.config import DemoConfig
     from reconciler.demo.driver import Progress
+    from reconciler.demo.jobs import JobStats
+    from reconciler.demo.providers import ProviderStats
     from reconciler.domain.decisions import AnyDecision
     from reconciler.domain.events import Fact
     from reconciler.domain.rules import Rules
@@ -33,10 +42,12 @@ REPORT_FILE = "report.json"
 
 @dataclass(frozen=True)
 class DemoOutcome:
-    """The simulated day and the engine's report on it."""
+    """The simulated day, the engine's report on it, and what the jobs and providers did."""
 
     run: DemoRun
     report: dict[str, Any]
+    jobs: JobStats
+    providers: ProviderStats
     events_path: Path
     log_path: Path
     report_path: Path
@@ -45,7 +56,10 @@ class DemoOutcome:
 def run_demo(
     config: DemoConfig, rules: Rules, out: Path, progress: Progress | None = None
 ) -> DemoOutcome:
-    """Run the day through an engine on a fresh SQLite log in `out`, and write the files."""
+    """Run the day through an engine on a fresh SQLite log in `out`, and write the files.
+
+    The engine's commands go through the jobs to provider simulators started for the run.
+    """
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_FILE
     for stale in out.glob(LOG_FILE + "*"):
@@ -66,13 +80,18 @@ def run_demo(
         decisions.extend(taken)
         return [command for decision in taken if (command := decision.command()) is not None]
 
-    try:
-        run = run_day(config, engine_step, progress)
-    finally:
-        store.close()
+    with ExitStack() as stack:
+        stack.callback(store.close)
+        providers = stack.enter_context(running_providers(config))
+        jobs = DemoJobs(config, providers.issuer_url, providers.psp_url)
+        stack.callback(jobs.close)
+        run = run_day(config, engine_step, jobs, progress)
+        provider_stats = providers.stats()
     events_path = out / EVENTS_FILE
     write_jsonl(run.facts, events_path)
     report = build_report(engine.state(EVENTS_FILE), decisions, [])
     report_path = out / REPORT_FILE
     report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    return DemoOutcome(run, report, events_path, log_path, report_path)
+    return DemoOutcome(
+        run, report, jobs.stats(), provider_stats, events_path, log_path, report_path
+    )

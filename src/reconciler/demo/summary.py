@@ -1,4 +1,10 @@
-"""The demo's closing summary, for a finance person: outcomes, money, the proof."""
+"""The demo's closing summary, for a finance person: outcomes, money, the proof.
+
+Beside the engine's figures it sets what the provider simulators say they did (their
+`/v1/stats`), and checks that the two agree: every stamp the issuer issued reached the
+engine, the PSP paid out what the engine counts as refunded, and no refund was paid
+twice however often the jobs asked.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from reconciler.domain.events import PaymentDebited, RefundSucceeded, StampIssued
 from reconciler.report import rupiah
 
 if TYPE_CHECKING:
@@ -65,6 +72,7 @@ def print_summary(outcome: DemoOutcome, console: Console, seconds: float) -> Non
         share = totals[key] / totals["debited"] if totals["debited"] else 0.0
         money.add_row(label, rupiah(totals[key]), f"{share:.2%}")
     console.print(money)
+    _print_providers(outcome, console)
     _print_checks(outcome, console)
     console.print(
         f"\nFiles: {outcome.events_path} (the event log), {outcome.log_path} "
@@ -115,8 +123,103 @@ def _print_escalations(commands: list[dict[str, Any]], console: Console) -> None
     console.print(table)
 
 
+def _stamps_from_issuer(outcome: DemoOutcome) -> int:
+    """Stamps the jobs brought back from the issuer (the portal's own carry no command)."""
+    return sum(
+        len(fact.serial_numbers)
+        for fact in outcome.run.facts
+        if isinstance(fact, StampIssued) and fact.command_id is not None
+    )
+
+
+def _refunds_confirmed(outcome: DemoOutcome) -> dict[str, int]:
+    """Each refund the engine was told succeeded, with the amount it was told."""
+    return {
+        fact.refund_id: fact.amount
+        for fact in outcome.run.facts
+        if isinstance(fact, RefundSucceeded)
+    }
+
+
+def _refunds_confirmed_twice(outcome: DemoOutcome) -> int:
+    """Refund ids the engine was told of under more than one PSP reference."""
+    refs: dict[str, set[str]] = {}
+    for fact in outcome.run.facts:
+        if isinstance(fact, RefundSucceeded):
+            refs.setdefault(fact.refund_id, set()).add(fact.psp_refund_ref)
+    return sum(len(seen) > 1 for seen in refs.values())
+
+
+def _print_providers(outcome: DemoOutcome, console: Console) -> None:
+    stats, jobs = outcome.providers, outcome.jobs
+    restarts = sum(jobs.restarts.values())
+    table = Table(
+        title="The providers' own books (/v1/stats), beside the engine's",
+        caption=f"Repeats: the jobs asked again with the same key, {jobs.retries():,} times "
+        f"after a transient failure, {restarts:,} times after a job restarted.",
+    )
+    table.add_column("")
+    table.add_column("simulators say", justify="right")
+    table.add_column("engine and jobs say", justify="right")
+    table.add_row(
+        f"Issue requests ({jobs.repeats('IssueStamps'):,} repeats)",
+        f"{stats.issuer_requests:,}",
+        f"{jobs.requests.get('IssueStamps', 0):,}",
+    )
+    table.add_row(
+        "Stamps issued / received",
+        f"{stats.stamps_issued:,}",
+        f"{_stamps_from_issuer(outcome):,}",
+    )
+    table.add_row(
+        f"Refund requests ({jobs.repeats('RefundPayment'):,} repeats)",
+        f"{stats.psp_requests:,}",
+        f"{jobs.requests.get('RefundPayment', 0):,}",
+    )
+    table.add_row(
+        "Refunds paid / confirmed",
+        f"{stats.payouts:,}",
+        f"{len(_refunds_confirmed(outcome)):,}",
+    )
+    table.add_row(
+        "Refund ids paid twice",
+        f"{sum(count > 1 for count in stats.payouts_by_refund.values()):,}",
+        f"{_refunds_confirmed_twice(outcome):,}",
+    )
+    table.add_row(
+        "Money paid out / refunded",
+        rupiah(stats.paid_out_total),
+        rupiah(outcome.report["totals"]["refunded"]),
+    )
+    console.print(table)
+
+
+def _paid_once(outcome: DemoOutcome) -> bool:
+    """Each refund id paid once, as confirmed, and no debit refunded beyond its amount."""
+    if any(count > 1 for count in outcome.providers.payouts_by_refund.values()):
+        return False
+    paid = outcome.providers.paid_out_by_refund
+    payment_of = {
+        command["refund_id"]: command["payment_id"]
+        for command in outcome.report["commands"]
+        if command["type"] == "RefundPayment"
+    }
+    debited = {
+        fact.payment_id: fact.amount
+        for fact in outcome.run.facts
+        if isinstance(fact, PaymentDebited)
+    }
+    returned: Counter[str] = Counter()
+    for refund_id, amount in paid.items():
+        if refund_id not in payment_of:
+            return False  # the PSP paid a refund the engine never commanded
+        returned[payment_of[refund_id]] += amount
+    within_debits = all(amount <= debited[payment] for payment, amount in returned.items())
+    return within_debits and paid == _refunds_confirmed(outcome)
+
+
 def _print_checks(outcome: DemoOutcome, console: Console) -> None:
-    report, run = outcome.report, outcome.run
+    report, stats = outcome.report, outcome.providers
     totals = report["totals"]
     conserved = totals["debited"] == sum(
         totals[key] for key in ("kept", "refunded", "refund_pending", "at_risk")
@@ -128,12 +231,24 @@ def _print_checks(outcome: DemoOutcome, console: Console) -> None:
     unescalated_risk = sum(
         order["at_risk"] for order in report["orders"] if order["status"] != "ESCALATED"
     )
+    issued_by_jobs = _stamps_from_issuer(outcome)
     checks = [
         ("debited = kept + refunded + pending + at risk, per order and in total", conserved),
         ("no money at risk outside escalated cases", unescalated_risk == 0),
         (
-            f"provider paid out {rupiah(run.psp.paid_out_total)} = engine's refunded figure",
-            run.psp.paid_out_total == totals["refunded"],
+            f"provider paid out {rupiah(stats.paid_out_total)} = engine's refunded figure",
+            stats.paid_out_total == totals["refunded"],
+        ),
+        (
+            (
+                f"no refund paid twice: {stats.payouts:,} paid once each for "
+                f"{stats.psp_requests:,} requests, none beyond its debit"
+            ),
+            _paid_once(outcome),
+        ),
+        (
+            f"issuer issued {stats.stamps_issued:,} stamps = {issued_by_jobs:,} the engine got",
+            stats.stamps_issued == issued_by_jobs,
         ),
     ]
     table = Table(title="Checks")

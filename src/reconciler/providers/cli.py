@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -10,7 +11,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from reconciler.providers.clock import shifted_clock, system_clock
+from reconciler.providers.clock import RequestClock, shifted_clock, system_clock
 from reconciler.providers.config import DEFAULT_BLACKOUT, DailyWindow, IssuerConfig, PspConfig
 from reconciler.providers.issuer import create_issuer_app
 from reconciler.providers.journal import JournalError
@@ -46,7 +47,29 @@ State = Annotated[
 ]
 
 
-def _clock(clock_start: str | None) -> Clock:
+class ClockMode(StrEnum):
+    """Where a simulator reads the time its windows and bursts are judged by."""
+
+    SYSTEM = "system"
+    REQUEST = "request"
+
+
+ClockOption = Annotated[
+    ClockMode,
+    typer.Option(
+        "--clock",
+        help="system: the wall clock (or --clock-start); request: each POST's "
+        "X-Simulated-Time header (ISO 8601), for callers in simulated time.",
+    ),
+]
+
+
+def _clock(mode: ClockMode, clock_start: str | None) -> Clock:
+    if mode is ClockMode.REQUEST:
+        if clock_start is not None:
+            msg = "--clock-start needs --clock system; on request time every POST sets the time"
+            raise typer.BadParameter(msg, param_hint="--clock-start")
+        return RequestClock()
     if clock_start is None:
         return system_clock
     try:
@@ -100,6 +123,7 @@ def issuer(  # noqa: PLR0913 - one parameter per command-line option
     quota_rate: Annotated[
         float, typer.Option(help="Share refused QUOTA_EXCEEDED, retryable (0-1).")
     ] = 0.0,
+    clock: ClockOption = ClockMode.SYSTEM,
     clock_start: ClockStart = None,
     state: State = None,
 ) -> None:
@@ -125,7 +149,7 @@ def issuer(  # noqa: PLR0913 - one parameter per command-line option
         },
     )
     try:
-        app = create_issuer_app(config, _clock(clock_start), state)
+        app = create_issuer_app(config, _clock(clock, clock_start), state)
     except JournalError as exc:
         raise typer.BadParameter(str(exc), param_hint="--state") from None
     _serve(app, "issuer", host, port)
@@ -153,6 +177,7 @@ def psp(  # noqa: PLR0913 - one parameter per command-line option
     refundable_cap: Annotated[
         int | None, typer.Option(min=1, help="Most one payment id may get back in total.")
     ] = None,
+    clock: ClockOption = ClockMode.SYSTEM,
     clock_start: ClockStart = None,
     state: State = None,
 ) -> None:
@@ -178,7 +203,7 @@ def psp(  # noqa: PLR0913 - one parameter per command-line option
         },
     )
     try:
-        app = create_psp_app(config, _clock(clock_start), state)
+        app = create_psp_app(config, _clock(clock, clock_start), state)
     except JournalError as exc:
         raise typer.BadParameter(str(exc), param_hint="--state") from None
     _serve(app, "PSP", host, port)

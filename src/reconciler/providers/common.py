@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from reconciler.providers import faults
+from reconciler.providers.clock import SIMULATED_TIME_HEADER, RequestClock
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -87,6 +88,11 @@ class KeyedSimulator(Protocol[M_contra]):
         """Its request counters."""
         ...
 
+    @property
+    def clock(self) -> Clock:
+        """Where it reads the time its windows and bursts are judged by."""
+        ...
+
     def decide(self, key: str, body: M_contra, attempt: int) -> Answer:
         """The answer to this key's `attempt`-th request."""
         ...
@@ -95,11 +101,19 @@ class KeyedSimulator(Protocol[M_contra]):
 async def answer_keyed(
     simulator: KeyedSimulator[M], request: Request, model: type[M], key_field: str
 ) -> JSONResponse:
-    """Count the request, validate it, decide its answer, and hold it back when slow."""
+    """Count the request, validate it, decide its answer, and hold it back when slow.
+
+    On a `RequestClock` the request must state its time: without a usable
+    `X-Simulated-Time` it gets 400 INVALID_SIMULATED_TIME, and counts as no attempt.
+    """
     simulator.state.requests += 1
     parsed = await read_keyed(request, model, key_field)
     if isinstance(parsed, Answer):
         return parsed.response()
+    if isinstance(simulator.clock, RequestClock):
+        problem = simulator.clock.read(request.headers.get(SIMULATED_TIME_HEADER))
+        if problem is not None:
+            return bad_request("INVALID_SIMULATED_TIME", detail=problem).response()
     key, body = parsed
     attempt = simulator.state.attempts.get(key, 0) + 1
     simulator.state.attempts[key] = attempt

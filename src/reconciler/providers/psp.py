@@ -15,13 +15,16 @@
 - 400 `{"error": ...}` without a key, with a key that is not the body's `refund_id`, or
   with a body that does not validate.
 
-A 200 or 422 is final for its key. `GET /v1/stats` sums the payouts.
+A 200 or 422 is final for its key. `GET /v1/stats` sums the payouts: `paid_out_total`
+(every payout made), `payouts` (how many), `paid_out_by_refund` (key -> amount paid),
+`payouts_by_refund` (key -> how many times it was paid: a count above 1 would be a
+double payment, which tests can assert never happens) and `requests`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -59,11 +62,17 @@ DROPPED = Answer(502, {"error": "PSP_UNAVAILABLE"})
 
 @dataclass
 class PspState:
-    """Final answers by refund id, the payout ledger, and request counts."""
+    """Final answers by refund id, the payout ledger, and request counts.
+
+    The ledger counts every payout, so a refund id paid twice would show in
+    `payouts_by_refund` (and in the totals), not be hidden by the per-key amount.
+    """
 
     answers: dict[str, Answer] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     paid_out_by_refund: dict[str, int] = field(default_factory=dict)
+    payouts_by_refund: Counter[str] = field(default_factory=Counter)
+    paid_out_total: int = 0
     refunded_by_payment: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     requests: int = 0
 
@@ -72,15 +81,18 @@ class PspState:
         self.answers[key] = answer
         if answer.body.get("result") == "succeeded":
             amount = int(answer.body["amount"])
-            self.paid_out_by_refund[key] = amount
+            self.paid_out_by_refund[key] = self.paid_out_by_refund.get(key, 0) + amount
+            self.payouts_by_refund[key] += 1
+            self.paid_out_total += amount
             self.refunded_by_payment[payment_id] += amount
 
     def stats(self) -> dict[str, Any]:
         """The body of `GET /v1/stats`."""
         return {
-            "paid_out_total": sum(self.paid_out_by_refund.values()),
-            "payouts": len(self.paid_out_by_refund),
+            "paid_out_total": self.paid_out_total,
+            "payouts": self.payouts_by_refund.total(),
             "paid_out_by_refund": self.paid_out_by_refund,
+            "payouts_by_refund": dict(self.payouts_by_refund),
             "requests": self.requests,
         }
 
