@@ -70,6 +70,16 @@ def quota_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator
 
 
 @pytest.fixture(scope="module")
+def slow_issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """An issuer that issues, then holds every answer back longer than the jobs wait."""
+    log = tmp_path_factory.mktemp("slow-issuer") / "simulator.log"
+    with running_simulator(
+        "issuer", "--seed=3", "--slow-rate=1.0", "--slow-seconds=1.0", log=log
+    ) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
 def psp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """A PSP that pays every refund: no blackout, no bank refusing refunds."""
     log = tmp_path_factory.mktemp("psp") / "simulator.log"
@@ -303,6 +313,7 @@ def test_a_crash_between_the_call_and_the_append_pays_once_on_rerun(
     assert _runner(log_store, http, issuer, psp).drain() == 1
     assert psp.stats()["payouts"] == payouts
     assert _payouts(psp, [refund_id]) == {refund_id: UNIT}
+    assert psp.stats()["payouts_by_refund"][refund_id] == 1  # asked twice, paid once
     assert _results(log_store) == [f"{refund_id}/1/result"]
     assert _statuses(log_store) == {f"{prefix}C": "REFUNDED"}
 
@@ -491,3 +502,60 @@ def test_jobs_run_polls_the_outbox_until_sigterm(
     assert events[0] == "outbox_started"
     assert events[-1] == "outbox_stopped"
     assert events.count("command_handled") == 2
+
+
+# --- issuances whose outcome was unknown -------------------------------------------------
+
+
+def test_late_stamps_found_by_inquiry_are_appended_into_the_commands_shard(
+    log_store: LogStore,
+    http: httpx.Client,
+    slow_issuer: Simulator,
+    psp: Simulator,
+    prefix: str,
+) -> None:
+    """Every issue outlasts the job's timeout: each attempt fails, then its stamps turn up.
+
+    The first failure makes the engine command attempt 2, under a new key, so the issuer
+    issues twice. Both late `StampIssued` facts, found by inquiry, are appended into the
+    order's shard for their own command ids, and the engine escalates OVER_ISSUED.
+    """
+    log = Log()
+    log.tick()
+    log.order(f"{prefix}A")
+    log.debit(f"{prefix}PA", f"{prefix}A")
+    log.tick(SLA_S + 1)
+    _write(log_store, log)
+    retrier = Retrier(BackoffPolicy(attempts=1, deadline_s=5.0))
+    dispatcher = Dispatcher(
+        IssuanceJob(
+            IssuerClient(http, slow_issuer.url, timeout_s=0.2), retrier, inquiry_interval_s=0
+        ),
+        RefundJob(PspClient(http, psp.url, timeout_s=5.0), retrier),
+    )
+    runner = OutboxRunner(Engine(RULES, log_store), dispatcher)
+    with capture_logs() as logs:
+        assert runner.drain() == 2
+    assert runner.recovered == 2
+    assert dispatcher.parked == ()
+    keys = [f"{prefix}A/issue/1", f"{prefix}A/issue/2"]
+    assert _results(log_store) == [
+        f"{keys[0]}/result",
+        f"{keys[0]}/late/result",
+        f"{keys[1]}/result",
+        f"{keys[1]}/late/result",
+    ]
+    facts = {r.record_id: json.loads(r.payload) for r in log_store.read(kind="fact")}
+    issued = slow_issuer.stats()["issues_by_key"]
+    for key in keys:
+        assert facts[f"{key}/result"]["type"] == "StampIssuanceFailed"
+        late = facts[f"{key}/late/result"]
+        assert (late["type"], late["command_id"]) == ("StampIssued", key)
+        assert late["serial_numbers"] == issued[key]
+    assert {r.source for r in log_store.read(kind="fact")} == {SOURCE}
+    (order,) = _report(log_store)["orders"]
+    assert (order["status"], order["delivered"]) == ("ESCALATED", 2)
+    assert "OVER_ISSUED" in order["cases"]
+    recovered = [line["command_id"] for line in logs if line["event"] == "issuance_recovered"]
+    assert recovered == keys
+    assert log_store.verify().ok

@@ -1,8 +1,8 @@
 """The jobs runner against a real broker and a stand-in provider over real HTTP.
 
 The stand-in is a small FastAPI app (issuer and PSP in one) served by uvicorn on a free
-loopback port, written to the providers' HTTP contract; the real simulators are tested
-separately.
+loopback port, written to the providers' HTTP contract (the issuer's inquiry included);
+the real simulators are tested separately.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from structlog.testing import capture_logs
 
 from reconciler.domain.events import StampIssuanceFailed
 from reconciler.jobs.clients import IssuerClient, PspClient
@@ -50,6 +51,7 @@ class StandIn:
     """What the stand-in provider saw and did."""
 
     keys: list[str] = field(default_factory=list)
+    inquiries: list[str] = field(default_factory=list)
     answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     payouts: Counter[str] = field(default_factory=Counter)
     drop_first_answer: set[str] = field(default_factory=set)
@@ -73,9 +75,12 @@ def _stand_in_app(state: StandIn) -> FastAPI:
         if body["order_id"] == "SLOW":
             await asyncio.sleep(1.0)
         serials = [f"{body['order_id']}-S{n}" for n in range(body["quantity"])]
-        return answer(
+        answered = answer(
             idempotency_key, lambda: (200, {"result": "issued", "serial_numbers": serials})
         )
+        if body["order_id"].startswith("LATE"):  # issued, then the answer is slow to leave
+            await asyncio.sleep(1.0)
+        return answered
 
     @app.post("/v1/refunds")
     async def refund(request: Request, idempotency_key: Annotated[str, Header()]) -> JSONResponse:
@@ -89,7 +94,20 @@ def _stand_in_app(state: StandIn) -> FastAPI:
 
         return answer(idempotency_key, pay)
 
+    _serve_inquiries(app, state)
     return app
+
+
+def _serve_inquiries(app: FastAPI, state: StandIn) -> None:
+    """The issuer's inquiry: the stored answer of a key, or 404 UNKNOWN_KEY; never issues."""
+
+    @app.get("/v1/stamps/issue/{key:path}")
+    async def inquire(key: str) -> JSONResponse:
+        state.inquiries.append(key)
+        if key not in state.answers:
+            return JSONResponse({"error": "UNKNOWN_KEY"}, status_code=404)
+        status, body = state.answers[key]
+        return JSONResponse(body, status_code=status)
 
 
 @pytest.fixture
@@ -345,3 +363,58 @@ def test_a_slow_issuer_is_cut_off_by_the_timeout(stand_in: tuple[str, StandIn]) 
     assert fact.retryable is True
     assert fact.reason.startswith("ISSUER_UNREACHABLE: issuer timed out after 0.2 s")
     assert state.keys == ["SLOW/issue/1", "SLOW/issue/1"]
+
+
+def test_a_late_issue_is_found_by_inquiry_and_produced_after_the_failure(
+    kafka_bootstrap: str,
+    kafka_topic_factory: TopicFactory,
+    stand_in: tuple[str, StandIn],
+) -> None:
+    """The issuer issues but answers after the job's timeout: failure first, then the stamps.
+
+    Both facts are on the input topic, keyed by the order (so in its partition): the
+    retryable `StampIssuanceFailed` of the command, then, found by inquiry, a `StampIssued`
+    for that same command id with the serials the issuer handed out under it.
+    """
+    base_url, state = stand_in
+    commands_topic = kafka_topic_factory("jobs-commands", PARTITIONS)
+    input_topic = kafka_topic_factory("jobs-input", PARTITIONS)
+    _commands(kafka_bootstrap, commands_topic, [_issue("LATE1", 2)])
+    retrier = Retrier(BackoffPolicy(attempts=2, base_s=0.01, cap_s=0.01), rng=_rng(5))
+    stop = threading.Event()
+    with httpx.Client() as http, capture_logs() as logs:
+        job = IssuanceJob(
+            IssuerClient(http, base_url, timeout_s=0.2), retrier, inquiry_interval_s=0
+        )
+        refunds = RefundJob(PspClient(http, base_url, timeout_s=2.0), retrier)
+        runner = JobRunner.connect(
+            kafka_bootstrap,
+            commands_topic,
+            input_topic,
+            Dispatcher(job, refunds),
+            group_id=f"jobs-{uuid.uuid4().hex[:8]}",
+        )
+        thread, crashes = _run_in_thread(runner, stop)
+        try:
+            records = _read_all(kafka_bootstrap, input_topic, expected=2)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert crashes == []
+    values = [json.loads(r.value) for r in records]
+    assert [(v["event_id"], v["type"]) for v in values] == [
+        ("LATE1/issue/1/result", "StampIssuanceFailed"),
+        ("LATE1/issue/1/late/result", "StampIssued"),
+    ]
+    assert {r.key for r in records} == {b"LATE1"}
+    assert {r.partition for r in records} == {partition_for(b"LATE1", PARTITIONS)}
+    late = values[1]
+    assert late["command_id"] == "LATE1/issue/1"
+    assert late["serial_numbers"] == ["LATE1-S0", "LATE1-S1"]
+    assert state.keys == ["LATE1/issue/1", "LATE1/issue/1"]
+    assert state.inquiries == ["LATE1/issue/1"]
+    assert runner.recovered == 1
+    assert job.parked == ()
+    assert [line["command_id"] for line in logs if line["event"] == "issuance_recovered"] == [
+        "LATE1/issue/1"
+    ]

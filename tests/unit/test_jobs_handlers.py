@@ -1,14 +1,17 @@
 """The jobs' HTTP clients and handlers: each provider answer becomes the right fact.
 
 The providers are stood in for by `httpx.MockTransport` scripts written to the HTTP
-contract; the real simulators are tested separately.
+contract; the real simulators are tested separately, but for the issuer's inquiry, which
+is also read here from the issuer app run in process. An issuance whose outcome stays
+unknown is parked, and `recover` finds its late stamps by inquiry, on a fake clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,7 +28,9 @@ from reconciler.jobs.clients import (
     IssuedAnswer,
     IssuerClient,
     MalformedAnswerError,
+    ProviderUnavailableError,
     PspClient,
+    RejectedAnswer,
     retry_after_seconds,
 )
 from reconciler.jobs.handlers import (
@@ -33,12 +38,17 @@ from reconciler.jobs.handlers import (
     InvalidCommandError,
     IssuanceJob,
     RefundJob,
+    late_event_id,
     result_event_id,
 )
 from reconciler.jobs.retry import BackoffPolicy, Retrier
+from reconciler.providers.config import MINUTES_PER_DAY, DailyWindow, IssuerConfig
+from reconciler.providers.issuer import create_issuer_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from fastapi import FastAPI
 
 NOW = datetime(2024, 9, 4, 5, 0, tzinfo=UTC)
 ISSUER = "http://issuer.test"
@@ -513,3 +523,314 @@ def test_a_refund_command_with_a_string_amount_is_invalid() -> None:
     with pytest.raises(InvalidCommandError, match="amount"):
         dispatch({**REFUND, "amount": "25000"})
     assert psp.requests == []
+
+
+# --- issuances whose outcome is unknown: parked, inquired about, recovered --------------
+
+
+class Ticks:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        """Start at 0 s."""
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+
+ISSUED = {"result": "issued", "serial_numbers": ["S1", "S2"]}
+UNKNOWN = {"error": "UNKNOWN_KEY"}
+
+
+def _parking_job(
+    script: Script, ticks: Ticks, *, interval_s: float = 5.0, settle_s: float = 60.0
+) -> IssuanceJob:
+    """An issuance job that gives up after 2 tries and inquires on the `ticks` clock."""
+    http = httpx.Client(transport=httpx.MockTransport(script))
+    return IssuanceJob(
+        IssuerClient(http, ISSUER, timeout_s=3.0),
+        _retrier(Sleeps(), attempts=2),
+        clock=lambda: NOW,
+        monotonic=ticks,
+        inquiry_interval_s=interval_s,
+        settle_s=settle_s,
+    )
+
+
+def _park(job: IssuanceJob, command: dict[str, Any] = ISSUE) -> None:
+    """Run `command` into an unknown outcome (the script times out twice)."""
+    fact = job.handle(command)
+    assert isinstance(fact, StampIssuanceFailed)
+    assert fact.retryable is True
+
+
+def test_an_unknown_outcome_is_reported_retryable_and_parked() -> None:
+    """Every try timing out: the usual retryable failure, and the command is parked."""
+    script = Script(httpx.ReadTimeout("slow"))
+    dispatcher = Dispatcher(_parking_job(script, Ticks()), _refunds(Script(_ok({})), Sleeps()))
+    dispatched = dispatcher.dispatch(ISSUE)
+    assert isinstance(dispatched.fact, StampIssuanceFailed)
+    assert dispatched.fact.event_id == "A1/issue/1/result"
+    assert dispatched.fact.reason.startswith("ISSUER_UNREACHABLE: issuer timed out")
+    assert dispatched.parked is True
+    assert dispatcher.parked == ("A1/issue/1",)
+
+
+def test_an_answered_command_is_not_parked() -> None:
+    """A command the issuer answered (stamps or a refusal) leaves nothing parked."""
+    issued = _parking_job(Script(_ok(ISSUED)), Ticks())
+    issued.handle(ISSUE)
+    refused = _parking_job(
+        Script(_ok({"result": "rejected", "reason": "X", "retryable": True}, status=422)), Ticks()
+    )
+    refused.handle(ISSUE)
+    assert issued.parked == refused.parked == ()
+    assert issued.recover() == refused.recover() == []
+
+
+def test_the_late_stamps_are_found_by_inquiry_after_the_interval() -> None:
+    """Inquired no sooner than the interval; stamps found -> StampIssued for that command."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), _ok(ISSUED))
+    job = _parking_job(script, ticks)
+    _park(job)
+    ticks.now = 4.9
+    assert job.recover() == []
+    assert len(script.requests) == 2
+    ticks.now = 5.0
+    (handled,) = job.recover()
+    inquiry = script.requests[2]
+    assert inquiry.method == "GET"
+    assert inquiry.url.raw_path == b"/v1/stamps/issue/A1%2Fissue%2F1"
+    assert handled.attempts == 1
+    assert handled.fact == StampIssued(
+        event_id="A1/issue/1/late/result",
+        version=1,
+        occurred_at=NOW,
+        order_id="A1",
+        serial_numbers=("S1", "S2"),
+        command_id="A1/issue/1",
+    )
+    assert _roundtrip(handled.fact) == handled.fact
+
+
+def test_a_late_fact_is_offered_until_acknowledged_without_asking_again() -> None:
+    """Not acknowledged (not published): offered again each interval, no new inquiry."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), _ok(ISSUED))
+    job = _parking_job(script, ticks)
+    _park(job)
+    ticks.now = 5.0
+    (first,) = job.recover()
+    assert job.recover() == []  # offered once per interval
+    ticks.now = 10.0
+    assert job.recover() == [first]
+    assert len(script.requests) == 3
+    job.acknowledge("A1/issue/1")
+    ticks.now = 100.0
+    assert job.parked == ()
+    assert job.recover() == []
+    assert len(script.requests) == 3
+
+
+def test_a_stored_refusal_lets_the_key_go_with_no_fact() -> None:
+    """The issuer refused that key (422): nothing was issued, the key is unparked."""
+    ticks = Ticks()
+    refusal = _ok({"result": "rejected", "reason": "ORDER_NOT_ELIGIBLE", "retryable": False}, 422)
+    script = Script(_ok({}, status=502), _ok({}, status=502), refusal)
+    job = _parking_job(script, ticks)
+    _park(job)
+    ticks.now = 5.0
+    assert job.recover() == []
+    assert job.parked == ()
+
+
+def test_an_unknown_key_is_kept_for_the_settle_period_then_let_go() -> None:
+    """404 UNKNOWN_KEY: kept while a request may be in flight, let go `settle_s` after."""
+    ticks = Ticks()
+    script = Script(httpx.ConnectError("refused"), httpx.ConnectError("refused"), _ok(UNKNOWN, 404))
+    job = _parking_job(script, ticks, interval_s=5.0, settle_s=20.0)
+    _park(job)
+    for now in (5.0, 10.0, 15.0, 20.0):
+        ticks.now = now
+        assert job.recover() == []
+        assert job.parked == ("A1/issue/1",)
+    ticks.now = 25.0
+    assert job.recover() == []
+    assert job.parked == ()
+    assert len(script.requests) == 2 + 5
+
+
+def test_an_unknown_key_that_turns_up_later_is_still_recovered() -> None:
+    """404 first (the issue still in flight), then stamps stored: the late fact comes."""
+    ticks = Ticks()
+    script = Script(
+        httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), _ok(UNKNOWN, 404), _ok(ISSUED)
+    )
+    job = _parking_job(script, ticks)
+    _park(job)
+    ticks.now = 5.0
+    assert job.recover() == []
+    ticks.now = 10.0
+    (handled,) = job.recover()
+    assert handled.attempts == 2
+    assert isinstance(handled.fact, StampIssued)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        _ok({"error": "ISSUER_UNAVAILABLE"}, status=503),
+        httpx.ReadTimeout("slow"),
+        _ok({"detail": "Not Found"}, status=404),
+        _ok({"result": "issued"}),
+    ],
+    ids=["503", "timeout", "404-not-unknown-key", "malformed"],
+)
+def test_an_inquiry_the_issuer_cannot_answer_keeps_the_key(failure: Step) -> None:
+    """5xx, a timeout, a 404 that is not UNKNOWN_KEY, a bad body: the key stays, forever."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), failure)
+    job = _parking_job(script, ticks, settle_s=0.0)
+    _park(job)
+    for now in (5.0, 500.0, 5000.0):
+        ticks.now = now
+        assert job.recover() == []
+    assert job.parked == ("A1/issue/1",)
+    assert len(script.requests) == 2 + 3
+
+
+def test_inquiries_per_call_are_bounded_and_stop_when_the_issuer_cannot_answer() -> None:
+    """`limit` inquiries per call, each key in turn; a failed one ends the round."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"))
+    job = _parking_job(script, ticks)
+    for order in ("A1", "A2", "A3"):
+        _park(job, {**ISSUE, "command_id": f"{order}/issue/1", "order_id": order})
+    posts = len(script.requests)
+    ticks.now = 5.0
+    assert job.recover() == []  # the first inquiry fails: the others wait
+    assert len(script.requests) == posts + 1
+    script.steps = [_ok(UNKNOWN, 404)]
+    ticks.now = 10.0
+    assert job.recover(limit=2) == []
+    inquired = [r.url.raw_path.decode().rsplit("/", 1)[1] for r in script.requests[posts:]]
+    assert inquired == ["A1%2Fissue%2F1", "A2%2Fissue%2F1", "A3%2Fissue%2F1"]
+
+
+def test_a_parked_command_answered_on_a_later_run_is_unparked() -> None:
+    """The same command handled again and answered: its result is that answer, not a late one."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), _ok(ISSUED))
+    job = _parking_job(script, ticks)
+    _park(job)
+    fact = job.handle(ISSUE)
+    assert isinstance(fact, StampIssued)
+    assert fact.event_id == "A1/issue/1/result"
+    ticks.now = 5.0
+    assert job.parked == ()
+    assert job.recover() == []
+
+
+def test_dispatcher_recovers_late_facts_keyed_by_order_and_counts_them() -> None:
+    """`Dispatcher.recover` gives Dispatched records keyed by order; `acknowledge` counts."""
+    ticks = Ticks()
+    script = Script(httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow"), _ok(ISSUED))
+    dispatcher = Dispatcher(
+        _parking_job(script, ticks, interval_s=0.0), _refunds(Script(_ok({})), Sleeps())
+    )
+    dispatcher.dispatch(ISSUE)
+    (late,) = dispatcher.recover()
+    assert (late.command_type, late.command_id, late.key, late.attempts) == (
+        "IssueStamps",
+        "A1/issue/1",
+        "A1",
+        1,
+    )
+    assert isinstance(late.fact, StampIssued)
+    assert late.fact.event_id == "A1/issue/1/late/result"
+    dispatcher.acknowledge(late)
+    assert dispatcher.parked == ()
+    assert dispatcher.counts == {
+        "IssueStamps:StampIssuanceFailed": 1,
+        "IssueStamps:recovered": 1,
+    }
+
+
+def test_late_event_id_differs_from_the_result_and_fits_the_envelope() -> None:
+    """`<command_id>/late/result`, never the command's own result id; long ids digested."""
+    assert late_event_id("A1/issue/1") == "A1/issue/1/late/result"
+    long_id = "O" * 118 + "/issue/1"
+    assert len(late_event_id(long_id)) == 128
+    assert late_event_id(long_id) == late_event_id(long_id)
+    assert late_event_id(long_id) != result_event_id(long_id)
+
+
+def test_inquiry_settings_must_not_be_negative() -> None:
+    """A negative interval or settle period is refused when the job is built."""
+    with pytest.raises(ValueError, match="must be >= 0"):
+        _parking_job(Script(_ok({})), Ticks(), interval_s=-1.0)
+
+
+# --- the inquiry against the real issuer app, in process ---------------------------------
+
+
+class InProcess(httpx.BaseTransport):
+    """Sends each request to an ASGI app in this process, to the end of its answer."""
+
+    def __init__(self, app: FastAPI) -> None:
+        """Answer every request with `app`."""
+        self._app = app
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Run the app on the request."""
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self._app)
+            async with httpx.AsyncClient(transport=transport) as client:
+                answer = await client.request(
+                    request.method, request.url, headers=request.headers, content=request.read()
+                )
+                body = await answer.aread()
+            return httpx.Response(answer.status_code, headers=answer.headers, content=body)
+
+        return asyncio.run(send())
+
+
+def test_inquire_reads_the_real_issuers_stored_answer_and_never_issues() -> None:
+    """Against the issuer app: None before any issue, then the POST's answer; no new stamps."""
+    app = create_issuer_app(IssuerConfig(seed=4, partial_rate=1.0))
+    http = httpx.Client(transport=InProcess(app), base_url=ISSUER)
+    client = IssuerClient(http, ISSUER)
+    assert client.inquire("A1/issue/1") is None
+    issued = client.issue("A1/issue/1", "A1", 3)
+    before = http.get("/v1/stats").json()
+    assert client.inquire("A1/issue/1") == issued
+    assert isinstance(issued, IssuedAnswer)
+    assert issued.partial is True
+    after = http.get("/v1/stats").json()
+    assert after["inquiries"] == before["inquiries"] + 1
+    assert (after["stamps_issued"], after["requests"]) == (
+        before["stamps_issued"],
+        before["requests"],
+    )
+
+
+def test_inquire_reads_a_stored_refusal_and_an_outage_is_transient() -> None:
+    """A refused key inquires as the same refusal; in the outage window, a TransientError."""
+    refusing = IssuerClient(
+        httpx.Client(transport=InProcess(create_issuer_app(IssuerConfig(reject_rate=1.0)))),
+        ISSUER,
+    )
+    refused = refusing.issue("B1/issue/1", "B1", 1)
+    assert refused == RejectedAnswer("ORDER_NOT_ELIGIBLE", retryable=False)
+    assert refusing.inquire("B1/issue/1") == refused
+    outage = DailyWindow(start=time(0, 0), minutes=MINUTES_PER_DAY)
+    down = IssuerClient(
+        httpx.Client(transport=InProcess(create_issuer_app(IssuerConfig(outage=outage)))),
+        ISSUER,
+    )
+    with pytest.raises(ProviderUnavailableError, match="HTTP 503"):
+        down.inquire("B1/issue/1")

@@ -1,5 +1,8 @@
 """The jobs' runner loop, with fake Kafka clients: produce first, commit after, never skip.
 
+After each poll, the late results of issuances whose outcome was unknown are produced too,
+and kept until the broker has them.
+
 The providers are stood in for by `httpx.MockTransport`; the real simulators are tested
 separately, and the runner against a real broker in tests/integration/test_jobs_runner.py.
 """
@@ -15,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from reconciler.jobs.clients import IssuerClient, PspClient
 from reconciler.jobs.handlers import Dispatched, Dispatcher, IssuanceJob, RefundJob
@@ -59,16 +63,24 @@ class FakeFuture:
 
 
 class FakeProducer:
-    """A producer that logs each acknowledged send; `fail_next` fails the next one."""
+    """A producer that logs each acknowledged send; `fail_next` fails the next one.
+
+    `fail_once` names event ids whose first send fails.
+    """
 
     def __init__(self, log: list[tuple[str, Any]]) -> None:
         """Log sends to `log`."""
         self.log = log
         self.fail_next: Exception | None = None
+        self.fail_once: set[str] = set()
         self.closed = False
 
     def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> FakeFuture:
         """Log the record unless this send is to fail."""
+        event_id = json.loads(value)["event_id"]
+        if event_id in self.fail_once:
+            self.fail_once.discard(event_id)
+            self.fail_next = RuntimeError("broker gone")
         error, self.fail_next = self.fail_next, None
         if error is None:
             self.log.append(("produce", (topic, key, json.loads(value), headers)))
@@ -223,3 +235,62 @@ def test_run_stops_on_the_event_and_closes_its_clients() -> None:
     assert runner.handled == 1
     assert consumer.closed
     assert producer.closed
+
+
+def _late_issuer(request: httpx.Request) -> httpx.Response:
+    """An issuer that times out every issue but has the stamps when asked afterwards."""
+    if request.method == "POST":
+        message = "slow"
+        raise httpx.ReadTimeout(message, request=request)
+    return httpx.Response(200, json={"result": "issued", "serial_numbers": ["S1"]})
+
+
+def _parking_runner(
+    batches: list[list[Record]],
+) -> tuple[JobRunner, list[tuple[str, Any]], FakeProducer]:
+    """A runner whose issuance job gives up at once and inquires with no interval."""
+    log: list[tuple[str, Any]] = []
+    http = httpx.Client(transport=httpx.MockTransport(_late_issuer))
+    retrier = Retrier(BackoffPolicy(attempts=1), rng=_rng(1), sleep=lambda _s: None)
+    dispatcher = Dispatcher(
+        IssuanceJob(
+            IssuerClient(http, "http://issuer"), retrier, clock=lambda: NOW, inquiry_interval_s=0
+        ),
+        RefundJob(PspClient(http, "http://psp"), retrier, clock=lambda: NOW),
+    )
+    producer = FakeProducer(log)
+    runner = JobRunner(FakeConsumer(log, batches), producer, dispatcher, "events")
+    return runner, log, producer
+
+
+def test_a_late_issue_is_produced_keyed_by_order_after_the_poll() -> None:
+    """Unknown outcome: the failure is produced and committed, then the late stamps too."""
+    runner, log, _ = _parking_runner([[_record(5, ISSUE)]])
+    with capture_logs() as lines:
+        assert runner.poll_once() == 1
+    assert [entry[0] for entry in log] == ["produce", "commit", "produce"]
+    failed, late = log[0][1], log[2][1]
+    assert failed[2]["type"] == "StampIssuanceFailed"
+    assert (late[0], late[1]) == ("events", b"A1")
+    assert late[2]["type"] == "StampIssued"
+    assert late[2]["event_id"] == "A1/issue/1/late/result"
+    assert late[2]["command_id"] == "A1/issue/1"
+    assert late[3] == [("command_id", b"A1/issue/1")]
+    assert runner.recovered == 1
+    recovered = [line for line in lines if line["event"] == "issuance_recovered"]
+    assert [(line["command_id"], line["serials"]) for line in recovered] == [("A1/issue/1", 1)]
+    assert runner.poll_once() == 0
+    assert len(log) == 3  # acknowledged: never produced again
+
+
+def test_a_late_issue_not_acknowledged_by_the_broker_is_produced_later() -> None:
+    """The late fact's produce fails: it stays parked and goes out on a later poll."""
+    runner, log, producer = _parking_runner([[_record(5, ISSUE)]])
+    producer.fail_once.add("A1/issue/1/late/result")
+    assert runner.poll_once() == 1
+    assert [entry[0] for entry in log] == ["produce", "commit"]
+    assert runner.recovered == 0
+    assert runner.poll_once() == 0
+    assert [entry[0] for entry in log] == ["produce", "commit", "produce"]
+    assert log[2][1][2]["event_id"] == "A1/issue/1/late/result"
+    assert runner.recovered == 1

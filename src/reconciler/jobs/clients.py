@@ -12,12 +12,19 @@ raises a `TransientError` subclass when the outcome is unknown or may change:
 A malformed answer is never taken as success: without a valid answer nobody knows
 whether the stamps were issued or the money moved, and retrying with the same
 idempotency key is what finds out.
+
+The issuer also answers an inquiry, `GET {base}/v1/stamps/issue/{key}` (the key
+URL-encoded), which never issues: the final answer it stored for that key, or 404
+`{"error": "UNKNOWN_KEY"}` if it never settled it. `IssuerClient.inquire` reads it as the
+same answer an issue would have given, None for that 404, and raises as above otherwise
+(any other 404 included: a wrong URL or an issuer without inquiries is not "unknown").
 """
 
 from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -29,15 +36,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from reconciler.jobs.retry import TransientError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 ISSUE_PATH = "/v1/stamps/issue"
 REFUNDS_PATH = "/v1/refunds"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 DEFAULT_TIMEOUT_S = 10.0
+UNKNOWN_KEY = "UNKNOWN_KEY"
 _MIN_TIMEOUT_S = 0.001
 _TRANSIENT_STATUSES = frozenset({408, 429})
 _HTTP_OK = 200
+_HTTP_NOT_FOUND = 404
 _HTTP_UNPROCESSABLE = 422
 _HTTP_SERVER_ERROR = 500
 _DETAIL_LIMIT = 200
@@ -164,13 +173,21 @@ def _post(  # noqa: PLR0913, PLR0917 - private; the request's parts, spelled out
     provider: str,
 ) -> httpx.Response:
     """POST `body` with the idempotency key, bounded by `timeout_s`; transport errors typed."""
+    return _send(
+        lambda timeout: http.post(
+            url, json=dict(body), headers={IDEMPOTENCY_HEADER: key}, timeout=timeout
+        ),
+        timeout_s,
+        provider,
+    )
+
+
+def _send(
+    request: Callable[[httpx.Timeout], httpx.Response], timeout_s: float, provider: str
+) -> httpx.Response:
+    """Make one request bounded by `timeout_s`; timeouts and transport errors typed."""
     try:
-        return http.post(
-            url,
-            json=dict(body),
-            headers={IDEMPOTENCY_HEADER: key},
-            timeout=httpx.Timeout(max(timeout_s, _MIN_TIMEOUT_S)),
-        )
+        return request(httpx.Timeout(max(timeout_s, _MIN_TIMEOUT_S)))
     except httpx.TimeoutException as error:
         message = f"{provider} timed out after {timeout_s:g} s ({type(error).__name__})"
         raise TransportFailureError(message) from error
@@ -225,11 +242,40 @@ class IssuerClient:
         timeout = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         body = {"command_id": command_id, "order_id": order_id, "quantity": quantity}
         response = _post(self._http, self._url, command_id, body, timeout, "issuer")
-        parsed = _answer_body(response, "issuer", (_IssuedBody, _RejectedBody))
-        if isinstance(parsed, _IssuedBody):
-            return IssuedAnswer(tuple(parsed.serial_numbers), partial=parsed.result == "partial")
-        assert isinstance(parsed, _RejectedBody)  # noqa: S101 - the 422 model
-        return RejectedAnswer(parsed.reason, retryable=parsed.retryable)
+        return _issue_answer(response)
+
+    def inquire(self, command_id: str, *, timeout_s: float | None = None) -> IssueAnswer | None:
+        """What the issuer decided for the key `command_id`; None if it never settled it.
+
+        `GET {base}/v1/stamps/issue/{command_id}`: never issues. The answer is the one
+        the issue call got (or would have got). Raises a `TransientError` when the
+        issuer cannot say (5xx, a timeout, a body off the contract, a 404 other than
+        UNKNOWN_KEY).
+        """
+        timeout = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
+        url = f"{self._url}/{urllib.parse.quote(command_id, safe='')}"
+        response = _send(lambda limit: self._http.get(url, timeout=limit), timeout, "issuer")
+        if response.status_code == _HTTP_NOT_FOUND and _error_code(response) == UNKNOWN_KEY:
+            return None
+        return _issue_answer(response)
+
+
+def _issue_answer(response: httpx.Response) -> IssueAnswer:
+    """The issuer's 200 or 422 as an answer; every other case raises a TransientError."""
+    parsed = _answer_body(response, "issuer", (_IssuedBody, _RejectedBody))
+    if isinstance(parsed, _IssuedBody):
+        return IssuedAnswer(tuple(parsed.serial_numbers), partial=parsed.result == "partial")
+    assert isinstance(parsed, _RejectedBody)  # noqa: S101 - the 422 model
+    return RejectedAnswer(parsed.reason, retryable=parsed.retryable)
+
+
+def _error_code(response: httpx.Response) -> object:
+    """The `error` field of a JSON object body; None if the body is anything else."""
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data.get("error") if isinstance(data, dict) else None
 
 
 class PspClient:

@@ -28,6 +28,17 @@ use the commands topic). If the log grows under it anyway, say the next `reconci
 step appended between two polls, it rebuilds its shards before answering into them.
 Nothing here moves the clock: commands that fall due with time (a refund retried after
 `REFUND_RETRY_INTERVAL`) appear only once something appends the ticks.
+
+An issue command whose outcome stayed unknown (see `handlers`) is answered like any
+other, with a retryable failure, and the runner remembers the shard of its decision.
+At the start of every poll it asks the dispatcher to `recover` such commands: each late
+`StampIssued` found is appended through the engine into that same shard (fenced on the
+cursor, which stays where it is), and acknowledged once it is in the log. The decisions
+it leads to (an OVER_ISSUED or DOUBLE_REMEDY escalation) lie after the cursor, and the
+same poll passes over them. Parked commands, and which shard each belongs to, live in
+this process's memory: `drain` (`jobs run --once`) returns once the outbox is empty,
+whatever is still parked, and says so (`issuance_still_parked`); `run` says so when it
+stops (`issuance_parked_forgotten`).
 """
 
 from __future__ import annotations
@@ -107,7 +118,10 @@ class OutboxRunner:
         self._rebuilt: set[str] = set()
         self._head: int | None = None  # the log's last position as this runner left it
         self._failures = 0
+        # Parked issue commands: command id -> the source and position of its decision.
+        self._parked: dict[str, tuple[str, int]] = {}
         self.handled = 0
+        self.recovered = 0
 
     @property
     def counts(self) -> Counter[str]:
@@ -121,10 +135,12 @@ class OutboxRunner:
     def poll_once(self, stop: threading.Event | None = None) -> int:
         """Go through one page of decisions after the cursor; how many were read.
 
-        0 means the outbox is empty. Stops between two commands once `stop` is set.
+        First appends the late results `recover` finds, if any. 0 means the outbox is
+        empty. Stops between two commands once `stop` is set.
         Raises what the store or an unexpected failure raised; the cursor then stays
         before the command at fault, so it is tried again.
         """
+        self.recover()
         committed = self.cursor()
         records = list(self._store.read(after=committed, limit=self._page_size, kind="decision"))
         passed = committed
@@ -151,6 +167,9 @@ class OutboxRunner:
         before = self.handled
         while not (stop is not None and stop.is_set()) and self.poll_once(stop):
             pass
+        if self._dispatcher.parked:
+            # Answered, but not settled: a process that stops now forgets these.
+            log.warning("issuance_still_parked", command_ids=list(self._dispatcher.parked))
         return self.handled - before
 
     def run(self, stop: threading.Event, *, interval_s: float = POLL_INTERVAL_S) -> None:
@@ -170,7 +189,14 @@ class OutboxRunner:
                 if not read:
                     stop.wait(interval_s)
         finally:
-            log.info("outbox_stopped", handled=self.handled, counts=dict(self.counts))
+            log.info(
+                "outbox_stopped",
+                handled=self.handled,
+                recovered=self.recovered,
+                counts=dict(self.counts),
+            )
+            if self._dispatcher.parked:
+                log.warning("issuance_parked_forgotten", command_ids=list(self._dispatcher.parked))
 
     def _answer(self, record: StoredRecord, command: dict[str, Any], committed: int) -> bool:
         """Dispatch one command; True if its result was appended with the cursor past it."""
@@ -190,6 +216,8 @@ class OutboxRunner:
                 **where,
             )
             return False
+        if dispatched.parked and dispatched.command_id is not None:
+            self._parked[dispatched.command_id] = (record.source, record.position)
         if self._hooks.after_handle is not None:
             self._hooks.after_handle(record, dispatched)
         self._ensure_shard(record.source)
@@ -211,12 +239,76 @@ class OutboxRunner:
             reason=getattr(fact, "reason", None),
             retryable=getattr(fact, "retryable", None),
             attempts=dispatched.attempts,
+            parked=dispatched.parked,
             duplicate=outcome.duplicates > 0,
             decisions=[decision.type for decision in outcome.decisions],
             ms=round((self._monotonic() - started) * 1000),
             **where,
         )
         return True
+
+    def recover(self) -> int:
+        """Append the late results of issuances whose outcome was unknown; how many.
+
+        Each goes into the shard of its command's decision, fenced on the cursor (which
+        it leaves where it is). One that could not be appended stays with the
+        dispatcher, offered again on a later call. Never raises: a failure is logged.
+        """
+        try:
+            found = self._dispatcher.recover()
+        except Exception:
+            log.exception("issuance_recovery_failed")
+            return 0
+        appended = 0
+        for dispatched in found:
+            command_id = dispatched.command_id
+            if command_id is None or command_id not in self._parked:
+                # Parked by another caller of the dispatcher: no shard to answer into.
+                log.error("issuance_recovery_unrouted", command_id=command_id)
+                continue
+            where = self._parked[command_id]
+            try:
+                duplicate = self._append_late(dispatched, *where)
+            except Exception:
+                log.exception("issuance_recovery_retry_later", command_id=command_id)
+                continue
+            self._dispatcher.acknowledge(dispatched)
+            del self._parked[command_id]
+            appended += 1
+            fact = dispatched.fact
+            log.info(
+                "issuance_recovered",
+                command_id=command_id,
+                order_id=dispatched.key,
+                event_id=fact.event_id if fact is not None else None,
+                serials=len(getattr(fact, "serial_numbers", ())),
+                inquiries=dispatched.attempts,
+                duplicate=duplicate,
+                source=where[0],
+            )
+        # Let go of what the dispatcher let go of (refused, or never settled).
+        for command_id in [c for c in self._parked if not self._dispatcher.is_parked(c)]:
+            del self._parked[command_id]
+        self.recovered += appended
+        return appended
+
+    def _append_late(self, dispatched: Dispatched, source: str, position: int) -> bool:
+        """Append a late fact into `source`, fenced on the cursor; True if already there."""
+        fact = dispatched.fact
+        assert fact is not None  # noqa: S101 - recover gives facts
+        committed = self.cursor()
+        self._ensure_shard(source)
+        try:
+            outcome = self._engine.process(
+                [InputRecord.from_fact(source, position, fact)],
+                positions={self._cursor: committed},
+                expected={self._cursor: committed},
+            )
+        except StaleBatchError:
+            self._rebuilt.clear()
+            raise
+        self._head = self._store.last_position()
+        return outcome.duplicates > 0
 
     def _ensure_shard(self, source: str) -> None:
         """Rebuild `source`'s decider from the log unless it is known to be current."""

@@ -15,6 +15,13 @@ If producing or committing fails, the partition is rewound to the record, and th
 runner tries again after a backoff: a command is never skipped.
 Records that are not commands (not JSON, missing fields) are logged and committed:
 nothing could ever handle them.
+
+After each poll, the runner asks the dispatcher to `recover` issuances whose outcome was
+unknown (see `handlers`): each late `StampIssued` found is produced to the input topic
+like a result, keyed by its order id, and acknowledged only once the broker has it; one
+that could not be produced is offered again later. With nothing parked this costs
+nothing. Parked commands live in this process's memory: see `handlers` for what a
+restart forgets.
 """
 
 from __future__ import annotations
@@ -82,6 +89,7 @@ class JobRunner:
         self._monotonic = monotonic
         self._failures = 0
         self.handled = 0
+        self.recovered = 0
 
     @classmethod
     def connect(  # noqa: PLR0913 - where to read and write, and how
@@ -142,7 +150,41 @@ class JobRunner:
                 done += 1
         self._failures = self._failures + 1 if failed else 0
         self.handled += done
+        self.recover()
         return done
+
+    def recover(self) -> int:
+        """Produce the late results of issuances whose outcome was unknown; how many.
+
+        A late fact that could not be produced stays with the dispatcher, offered again
+        on a later call. Never raises: a failure is logged, and tried again later.
+        """
+        try:
+            found = self._dispatcher.recover()
+        except Exception:
+            log.exception("issuance_recovery_failed")
+            return 0
+        published = 0
+        for dispatched in found:
+            fact = dispatched.fact
+            assert fact is not None  # noqa: S101 - recover gives facts
+            try:
+                self._publish(dispatched)
+            except Exception:
+                log.exception("issuance_recovery_retry_later", command_id=dispatched.command_id)
+                continue
+            self._dispatcher.acknowledge(dispatched)
+            published += 1
+            log.info(
+                "issuance_recovered",
+                command_id=dispatched.command_id,
+                order_id=dispatched.key,
+                event_id=fact.event_id,
+                serials=len(getattr(fact, "serial_numbers", ())),
+                inquiries=dispatched.attempts,
+            )
+        self.recovered += published
+        return published
 
     def run(self, stop: threading.Event, *, poll_timeout_ms: int = POLL_TIMEOUT_MS) -> None:
         """Poll and handle until `stop` is set, then close the clients."""
@@ -159,7 +201,14 @@ class JobRunner:
                     stop.wait(_FAILURE_BACKOFF_S[step])
         finally:
             self.close()
-            log.info("jobs_stopped", handled=self.handled, counts=dict(self._dispatcher.counts))
+            log.info(
+                "jobs_stopped",
+                handled=self.handled,
+                recovered=self.recovered,
+                counts=dict(self._dispatcher.counts),
+            )
+            if self._dispatcher.parked:
+                log.warning("issuance_parked_forgotten", command_ids=list(self._dispatcher.parked))
 
     def close(self) -> None:
         """Close the consumer (without committing anything) and the producer."""
@@ -190,14 +239,7 @@ class JobRunner:
         if self._hooks.after_handle is not None:
             self._hooks.after_handle(record, dispatched)
         fact = dispatched.fact
-        key = (dispatched.key or fact.event_id).encode()
-        future = self._producer.send(
-            self._input_topic,
-            key=key,
-            value=fact.model_dump_json().encode(),
-            headers=[("command_id", (dispatched.command_id or "").encode())],
-        )
-        future.get(timeout=self._produce_timeout_s)
+        self._publish(dispatched)
         if self._hooks.before_commit is not None:
             self._hooks.before_commit(record, dispatched)
         self._commit(tp, record)
@@ -210,9 +252,22 @@ class JobRunner:
             reason=getattr(fact, "reason", None),
             retryable=getattr(fact, "retryable", None),
             attempts=dispatched.attempts,
+            parked=dispatched.parked,
             ms=round((self._monotonic() - started) * 1000),
             **where,
         )
+
+    def _publish(self, dispatched: Dispatched) -> None:
+        """Produce a result fact to the input topic, keyed by order, and wait for the ack."""
+        fact = dispatched.fact
+        assert fact is not None  # noqa: S101 - only results are published
+        future = self._producer.send(
+            self._input_topic,
+            key=(dispatched.key or fact.event_id).encode(),
+            value=fact.model_dump_json().encode(),
+            headers=[("command_id", (dispatched.command_id or "").encode())],
+        )
+        future.get(timeout=self._produce_timeout_s)
 
     def _commit(self, tp: Any, record: ConsumerRecord) -> None:  # noqa: ANN401 - kafka's TopicPartition
         self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})

@@ -11,7 +11,17 @@
   with a body that does not validate.
 
 A 200 or 422 is final for its key: the same key gets the same answer again and never new
-serials. `GET /v1/stats` counts what was issued.
+serials.
+
+`GET /v1/stamps/issue/{key}` (the key URL-encoded: command ids hold `/`) is an inquiry,
+for a caller that gave up waiting on an issue and must not issue again:
+
+- 200 or 422 with the final answer stored for that key, exactly as the POST gave it;
+- 404 `{"error": "UNKNOWN_KEY"}` if no issue with that key was ever settled;
+- 503 `{"error": "ISSUER_UNAVAILABLE"}` in the outage window or a time-bucket 5xx burst.
+
+An inquiry never issues, never settles a key, and is not slowed. `GET /v1/stats` counts
+what was issued, the issue requests (`requests`) and the inquiries (`inquiries`).
 """
 
 from __future__ import annotations
@@ -23,8 +33,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.providers import faults
-from reconciler.providers.clock import system_clock
-from reconciler.providers.common import Answer, answer_keyed, unavailable
+from reconciler.providers.clock import SIMULATED_TIME_HEADER, RequestClock, system_clock
+from reconciler.providers.common import Answer, answer_keyed, bad_request, unavailable
 from reconciler.providers.config import IssuerConfig
 from reconciler.providers.journal import Journal
 
@@ -49,6 +59,7 @@ class IssueRequest(BaseModel):
 
 
 UNAVAILABLE = Answer(503, {"error": "ISSUER_UNAVAILABLE"})
+UNKNOWN_KEY = Answer(404, {"error": "UNKNOWN_KEY"})
 
 
 @dataclass
@@ -60,6 +71,7 @@ class IssuerState:
     serials: set[str] = field(default_factory=set)
     issues_by_key: dict[str, list[str]] = field(default_factory=dict)
     requests: int = 0
+    inquiries: int = 0
 
     def settle(self, key: str, answer: Answer) -> None:
         """Record `answer` as the final one for `key`."""
@@ -74,6 +86,7 @@ class IssuerState:
         return {
             "stamps_issued": sum(len(s) for s in self.issues_by_key.values()),
             "requests": self.requests,
+            "inquiries": self.inquiries,
             "issues_by_key": self.issues_by_key,
         }
 
@@ -104,6 +117,21 @@ class Issuer:
         self.journal.append({"key": key, "status": answer.status, "body": answer.body})
         self.state.settle(key, answer)
         return answer
+
+    def inquire(self, key: str) -> Answer:
+        """The answer to an inquiry about `key`: its final answer, or 404; never issues.
+
+        Judged by the same clock as an issue: the outage window and time-bucket bursts
+        answer 503, since the issuer is down for everyone then. Per-request 5xx draws do
+        not apply (they are drawn per issue attempt).
+        """
+        self.state.inquiries += 1
+        config = self.config
+        if config.outage is not None and config.outage.contains(self.clock()):
+            return UNAVAILABLE
+        if config.burst_seconds > 0 and unavailable(config, self.clock, key, 0):
+            return UNAVAILABLE
+        return self.state.answers.get(key, UNKNOWN_KEY)
 
     def _first_answer(self, key: str, request: IssueRequest) -> Answer:
         config = self.config
@@ -147,6 +175,14 @@ def create_issuer_app(
     @app.post("/v1/stamps/issue")
     async def issue(request: Request) -> JSONResponse:
         return await answer_keyed(issuer, request, IssueRequest, "command_id")
+
+    @app.get("/v1/stamps/issue/{key:path}")
+    async def inquire(key: str, request: Request) -> JSONResponse:
+        if isinstance(issuer.clock, RequestClock):
+            problem = issuer.clock.read(request.headers.get(SIMULATED_TIME_HEADER))
+            if problem is not None:
+                return bad_request("INVALID_SIMULATED_TIME", detail=problem).response()
+        return issuer.inquire(key).response()
 
     @app.get("/v1/stats")
     async def stats() -> dict[str, Any]:
