@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
+from reconciler.cli import app
+from reconciler.config import load_rules
 from reconciler.domain.rules import Rules
 from reconciler.kafka_io import read_tail
 from reconciler.reconcile import reconcile_file
@@ -75,13 +78,14 @@ def test_demo_day_through_kafka_gives_the_offline_decisions(
     assert positions == sorted(positions)
 
 
-def test_refund_flood_is_held_by_the_service_with_a_metric_and_a_log_line(
+def test_refund_flood_is_held_by_the_service_until_an_operator_approves(
     pg_dsn: str,
     pg_schema: str,
     kafka_bootstrap: str,
     kafka_topic_factory: Callable[[str, int], str],
+    tmp_path: Path,
 ) -> None:
-    """Refunds past the limit are held: one incident line, counted, held money gauged."""
+    """Held refunds are logged, counted and gauged; `operator approve` via Kafka releases them."""
     log = Log()
     log.tick()
     for n in range(1, 6):
@@ -92,8 +96,10 @@ def test_refund_flood_is_held_by_the_service_with_a_metric_and_a_log_line(
     settings = service_settings(pg_dsn, pg_schema, kafka_bootstrap, topic, input_partitions=1)
     produced = produce_lines(kafka_bootstrap, topic, lines, partitions=1)
     store = PostgresLogStore(pg_dsn, schema=pg_schema)
-    rules = Rules(refund_flood_limit=2)
-    with capture_logs() as logs, service_in_thread(settings, rules) as service:
+    config = tmp_path / "rules.toml"
+    config.write_text("REFUND_FLOOD_LIMIT = 2\n", encoding="utf-8")
+    incident = "P3/AMOUNT_MISMATCH/REFUND_FLOOD"
+    with capture_logs() as logs, service_in_thread(settings, load_rules(config)) as service:
         wait_until(
             lambda: store.positions().get(f"{topic}:0") == produced, 60, "every record logged"
         )
@@ -103,8 +109,26 @@ def test_refund_flood_is_held_by_the_service_with_a_metric_and_a_log_line(
         )
         assert registry.get_sample_value("reconciler_refund_flood_incidents_total") == 1
         assert registry.get_sample_value("reconciler_refunds_held_rupiah") == 15_000
-    held = [r.record_id for r in store.read(kind="decision") if r.type == "RefundHeld"]
+        approved = CliRunner().invoke(
+            app,
+            [
+                *("operator", "approve", incident, "--operator", "siti", "--note", "outage"),
+                *("--store", pg_dsn, "--schema", pg_schema, "--config", str(config)),
+                *("--kafka-bootstrap", kafka_bootstrap),
+            ],
+        )
+        assert approved.exit_code == 0, approved.output
+        wait_until(
+            lambda: registry.get_sample_value("reconciler_refunds_held") == 0, 60, "the release"
+        )
+    decisions = [(r.type, r.record_id) for r in store.read(kind="decision")]
     store.close()
+    held = [record_id for kind, record_id in decisions if kind == "RefundHeld"]
     assert held == ["P3/AMOUNT_MISMATCH/held", "P4/AMOUNT_MISMATCH/held", "P5/AMOUNT_MISMATCH/held"]
+    commanded = [record_id for kind, record_id in decisions if kind == "RefundCommanded"]
+    assert commanded == [f"P{n}/AMOUNT_MISMATCH/1" for n in range(1, 6)]
+    assert ("CaseResolved", f"{incident}/resolved") in decisions
     (opened,) = [line for line in logs if line["event"] == "refund_flood_incident_opened"]
-    assert (opened["incident_id"], opened["limit"]) == ("P3/AMOUNT_MISMATCH/REFUND_FLOOD", 2)
+    assert (opened["incident_id"], opened["limit"]) == (incident, 2)
+    (closed,) = [line for line in logs if line["event"] == "refund_flood_incident_closed"]
+    assert (closed["outcome"], closed["operator"]) == ("APPROVED", "siti")
