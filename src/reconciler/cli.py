@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from reconciler.bootstrap import build_service
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
+from reconciler.demo.providers import ProviderStartError
 from reconciler.demo.session import run_demo
 from reconciler.demo.summary import print_summary
 from reconciler.ingest.jsonl import UnreadableInputError
@@ -157,8 +158,17 @@ def demo(
             clock = day.opening + timedelta(seconds=done)
             progress.update(task, completed=done, total=expected, clock=f"{clock:%H:%M}")
 
-        outcome = run_demo(day, rules, out, advance)
+        # SIGTERM unwinds like Ctrl-C, so the simulator processes are stopped either way.
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            outcome = run_demo(day, rules, out, advance)
+        except ProviderStartError as error:
+            raise _fail(err, f"a provider simulator did not start: {error}") from None
     print_summary(outcome, Console(), time.perf_counter() - started)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command(epilog=settings_help())

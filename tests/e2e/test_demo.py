@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -12,8 +17,6 @@ import pytest
 from reconciler.demo import DemoConfig, running_providers
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from tests.e2e.conftest import Cli
 
 
@@ -89,3 +92,32 @@ def test_demo_simulators_run_on_request_time_and_stop_after_the_block() -> None:
     for url in urls:
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{url}/v1/stats", timeout=2.0)
+
+
+def _children(pid: int) -> set[int]:
+    """The direct child processes of `pid`, from /proc."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+def test_demo_stopped_with_sigterm_stops_its_simulators(tmp_path: Path) -> None:
+    """SIGTERM unwinds the demo like Ctrl-C: no simulator process outlives it."""
+    command = [sys.executable, "-m", "reconciler", "demo", "--orders", "20000"]
+    demo = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*command, "--out", str(tmp_path / "demo")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(simulators := _children(demo.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(simulators) >= 2, "the simulators never started"
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=30) != 0
+    finally:
+        demo.kill()
+    alive = [pid for pid in simulators if Path(f"/proc/{pid}").exists()]
+    assert alive == []
