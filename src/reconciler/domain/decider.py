@@ -468,15 +468,7 @@ class Decider:
             refund = self.state.refunds[refund_id]
             if refund.status is RefundStatus.HELD:
                 refund.status = RefundStatus.REJECTED
-                refund.escalation = self.escalate(
-                    Case.REFUND_REJECTED,
-                    self.order_of(refund),
-                    refund.payment_id,
-                    refund.amount,
-                    payment_id=refund.payment_id,
-                    order_id=refund.order_id,
-                    refund_id=refund.refund_id,
-                )
+                self.escalate_refund(refund, Case.REFUND_REJECTED, refund.amount)
 
     def close_incident(
         self, incident: Incident, outcome: str, operator: str | None, note: str
@@ -507,14 +499,8 @@ class Decider:
         refund.status = RefundStatus.SUCCEEDED
         refund.refunded = min(fact.amount, refund.amount)
         if fact.amount != refund.amount:
-            refund.escalation = self.escalate(
-                Case.REFUND_AMOUNT_MISMATCH,
-                self.order_of(refund),
-                refund.payment_id,
-                abs(fact.amount - refund.amount),
-                payment_id=refund.payment_id,
-                order_id=refund.order_id,
-                refund_id=refund.refund_id,
+            self.escalate_refund(
+                refund, Case.REFUND_AMOUNT_MISMATCH, abs(fact.amount - refund.amount)
             )
 
     def on_refund_failed(self, fact: RefundFailed) -> None:
@@ -535,15 +521,7 @@ class Decider:
             )
             return
         refund.status = RefundStatus.FAILED
-        refund.escalation = self.escalate(
-            Case.REFUND_FAILED,
-            self.order_of(refund),
-            refund.payment_id,
-            refund.amount,
-            payment_id=refund.payment_id,
-            order_id=refund.order_id,
-            refund_id=refund.refund_id,
-        )
+        self.escalate_refund(refund, Case.REFUND_FAILED, refund.amount)
 
     # -- cases ------------------------------------------------------------------------
 
@@ -651,6 +629,18 @@ class Decider:
         """Take a closed escalation off its order's open list."""
         if escalation_id is not None and escalation_id in order.escalations:
             order.escalations.remove(escalation_id)
+
+    def escalate_refund(self, refund: Refund, case: Case, amount: int) -> None:
+        """Escalate a case about a refund's money; the refund remembers the open case."""
+        refund.escalation = self.escalate(
+            case,
+            self.order_of(refund),
+            refund.payment_id,
+            amount,
+            payment_id=refund.payment_id,
+            order_id=refund.order_id,
+            refund_id=refund.refund_id,
+        )
 
     def escalate_over_issued(self, order: Order) -> None:
         """Rule 7: more stamps delivered than ordered."""

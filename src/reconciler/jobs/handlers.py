@@ -446,6 +446,20 @@ class Dispatched:
     attempts: int = 0
     parked: bool = False
 
+    def log_fields(self) -> dict[str, Any]:
+        """What a runner's `command_handled` line says about this outcome."""
+        fact = self.fact
+        return {
+            "command_id": self.command_id,
+            "type": self.command_type,
+            "result": fact.type if fact is not None else None,
+            "event_id": fact.event_id if fact is not None else None,
+            "reason": getattr(fact, "reason", None),
+            "retryable": getattr(fact, "retryable", None),
+            "attempts": self.attempts,
+            "parked": self.parked,
+        }
+
 
 class Dispatcher:
     """Routes each command to its job by `type`; counts what it handled and ignored."""

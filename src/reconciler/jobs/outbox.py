@@ -232,14 +232,7 @@ class OutboxRunner:
             self._hooks.after_append(record, dispatched)
         log.info(
             "command_handled",
-            command_id=dispatched.command_id,
-            type=dispatched.command_type,
-            result=fact.type,
-            event_id=fact.event_id,
-            reason=getattr(fact, "reason", None),
-            retryable=getattr(fact, "retryable", None),
-            attempts=dispatched.attempts,
-            parked=dispatched.parked,
+            **dispatched.log_fields(),
             duplicate=outcome.duplicates > 0,
             decisions=[decision.type for decision in outcome.decisions],
             ms=round((self._monotonic() - started) * 1000),

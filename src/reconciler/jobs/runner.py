@@ -238,21 +238,13 @@ class JobRunner:
             return
         if self._hooks.after_handle is not None:
             self._hooks.after_handle(record, dispatched)
-        fact = dispatched.fact
         self._publish(dispatched)
         if self._hooks.before_commit is not None:
             self._hooks.before_commit(record, dispatched)
         self._commit(tp, record)
         log.info(
             "command_handled",
-            command_id=dispatched.command_id,
-            type=dispatched.command_type,
-            result=fact.type,
-            event_id=fact.event_id,
-            reason=getattr(fact, "reason", None),
-            retryable=getattr(fact, "retryable", None),
-            attempts=dispatched.attempts,
-            parked=dispatched.parked,
+            **dispatched.log_fields(),
             ms=round((self._monotonic() - started) * 1000),
             **where,
         )
