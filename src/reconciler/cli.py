@@ -27,6 +27,7 @@ from reconciler.jobs.cli import jobs_app
 from reconciler.logging import configure_logging
 from reconciler.operators_cli import operator_app
 from reconciler.progress import counting_progress
+from reconciler.projections.cli import project
 from reconciler.providers.cli import simulate_app
 from reconciler.reconcile import reconcile_file
 from reconciler.report import build_report, print_report
@@ -49,6 +50,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(operator_app, name="operator")
+app.command()(project)
 
 EXIT_UNREADABLE = 2
 

@@ -158,6 +158,11 @@ class PostgresLogStore(PagedLogStore):
         self._sql = _Statements(schema)
         self._datastore = _datastore(dsn, schema, pool_size)
 
+    @property
+    def datastore(self) -> PostgresDatastore:
+        """The eventsourcing datastore under this store (its `schema` is the log's schema)."""
+        return self._datastore
+
     def create_tables(self) -> None:
         """Create the schema and tables if they are missing; safe to call again."""
         with self._cursor() as cursor, cursor.connection.transaction():

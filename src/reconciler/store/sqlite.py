@@ -113,6 +113,11 @@ class SQLiteLogStore(PagedLogStore):
         """Prepare a store at `path` (or `":memory:"`); nothing is opened yet."""
         self._datastore = SQLiteDatastore(_database_name(str(path)), lock_timeout=lock_timeout)
 
+    @property
+    def datastore(self) -> SQLiteDatastore:
+        """The eventsourcing datastore under this store, for read models kept beside the log."""
+        return self._datastore
+
     def create_tables(self) -> None:
         """Create the tables if they are missing; safe to call again."""
         with self._cursor(write=True) as cursor:
