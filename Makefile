@@ -25,6 +25,7 @@ typecheck: venv
 	$(BIN)/mypy
 
 test: lint typecheck
+	sh scripts/ensure-test-tools.sh
 	$(BIN)/pytest
 
 unit: venv
