@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from reconciler.api.cli import api
 from reconciler.bootstrap import build_service
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
@@ -51,6 +52,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(operator_app, name="operator")
 app.command()(project)
+app.command("api")(api)
 
 EXIT_UNREADABLE = 2
 
