@@ -13,6 +13,7 @@ a Kafka partition, it is produced to that partition and the service decides it.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,14 @@ _ACTIONS: dict[str, type[EscalationResolved | HeldRefundsApproved | HeldRefundsR
 
 class OperatorActionError(Exception):
     """An action that cannot be taken; the message says why, in the engine's words."""
+
+
+class UnknownEscalationError(OperatorActionError):
+    """No open escalation has the id the action names."""
+
+
+class ActionRefusedError(OperatorActionError):
+    """The case is open, but the action does not fit it or the engine refuses it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +114,17 @@ def take_action(
     case = next((c for c in open_cases(store) if c.escalation_id == subject), None)
     if case is None:
         msg = f"no open escalation {subject!r} in the log (see `reconciler operator cases`)"
-        raise OperatorActionError(msg)
+        raise UnknownEscalationError(msg)
     wants_incident = not isinstance(fact, EscalationResolved)
     if wants_incident != (case.reason == "REFUND_FLOOD"):
         what = "a refund-flood incident" if wants_incident else "a case (not an incident)"
         msg = f"{subject!r} is a {case.reason} escalation, not {what}"
-        raise OperatorActionError(msg)
+        raise ActionRefusedError(msg)
     engine = Engine(rules, store)
+    engine.restore(case.source)
     decisions = _try(engine, case.source, fact)
     partition = _kafka_partition(case.source)
     if partition is None:
-        engine.restore(case.source)
         taken = engine.process([InputRecord.from_fact(case.source, 0, fact)]).decisions
         return Taken(fact, case.source, taken, delivered_to_kafka=False)
     if kafka_bootstrap is None:
@@ -128,15 +137,17 @@ def take_action(
 
 
 def _try(engine: Engine, source: str, fact: Fact) -> list[AnyDecision]:
-    """The decisions the fact leads to on the shard's state now; refused if the engine notes it."""
-    engine.restore(source)
-    state = engine.state(source)
+    """The decisions the fact leads to on a copy of the shard's state; refused if noted.
+
+    A copy, so the engine's own state (rebuilt once) is still the log's when the fact
+    is then appended.
+    """
+    state = copy.deepcopy(engine.state(source))
     decisions = Decider(engine.rules, state).decide(fact)
     refusal = next((n.why for n in state.unmatched if n.event_id == fact.event_id), None)
-    engine.forget(source)
     if refusal is not None:
         msg = f"the engine refuses it: {refusal}"
-        raise OperatorActionError(msg)
+        raise ActionRefusedError(msg)
     return decisions
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from reconciler.config import ConfigError, load_rules
 from reconciler.kafka_io import KafkaIoError
+from reconciler.kafka_io._kafka import KafkaError
 from reconciler.operators import OperatorActionError, open_cases, operator_fact, take_action
 from reconciler.store import open_store
 
@@ -182,7 +183,7 @@ def _act(  # noqa: PLR0913 - the action and where it goes
     log = open_store(store, schema=schema)
     try:
         taken = take_action(log, rules, fact, bootstrap)
-    except (OperatorActionError, KafkaIoError) as error:
+    except (OperatorActionError, KafkaIoError, KafkaError) as error:
         err.print(f"[red]refused:[/] {error}", soft_wrap=True)
         raise typer.Exit(EXIT_REFUSED) from None
     finally:

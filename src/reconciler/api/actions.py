@@ -39,7 +39,7 @@ from reconciler.operators import (
     OperatorActionError,
     OperatorFact,
     Taken,
-    open_cases,
+    UnknownEscalationError,
     operator_fact,
     take_action,
 )
@@ -136,16 +136,11 @@ def _act(context: ApiContext, kind: str, subject: str, fields: dict[str, Any]) -
 
 
 def _take(context: ApiContext, fact: OperatorFact, subject: str) -> Taken:
-    """`take_action`, its refusal told apart: 404 for an id no open case has, else 409."""
+    """`take_action`, its refusals told apart by type: 404 for an unknown id, else 409."""
     try:
         return take_action(context.store, context.rules, fact, context.kafka_bootstrap)
+    except UnknownEscalationError:
+        message = f"no open escalation {subject!r}"
+        raise ApiError(HTTPStatus.NOT_FOUND, "escalation_not_found", message) from None
     except OperatorActionError as error:
-        if not _is_open(context, subject):
-            message = f"no open escalation {subject!r}"
-            raise ApiError(HTTPStatus.NOT_FOUND, "escalation_not_found", message) from None
         raise ApiError(HTTPStatus.CONFLICT, "refused", str(error)) from None
-
-
-def _is_open(context: ApiContext, subject: str) -> bool:
-    """Whether an escalation with this id is open, to tell a refusal from an unknown id."""
-    return any(case.escalation_id == subject for case in open_cases(context.store))
