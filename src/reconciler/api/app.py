@@ -4,7 +4,8 @@
     app = create_api(settings, store, rules, routers=[read_models_router])
 
 Every route lives under `/api/v1` (`PREFIX`). Routers given in `routers` are included
-after the built-in ones (health, open cases, operator actions). They are made with
+after the built-in ones (health, open cases, operator actions, and `/metrics`, the one
+route outside the prefix, where Prometheus looks). They are made with
 `APIRouter(prefix=PREFIX)`, so that their routes' templates are whole paths (the
 access log names them); they ask for a role with
 `reconciler.api.auth.ViewerAccess` or `OperatorAccess`, get the log and rules through
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from reconciler import __version__
-from reconciler.api import actions, cases, health
+from reconciler.api import actions, cases, health, metrics_route
 from reconciler.api.access import AccessLog
 from reconciler.api.auth import TokenRegistry
 from reconciler.api.context import PREFIX, ApiContext
@@ -78,6 +79,6 @@ def create_api(
     )
     install_error_handlers(app)
     app.add_middleware(AccessLog)
-    for router in (health.router, cases.router, actions.router, *routers):
+    for router in (health.router, cases.router, actions.router, metrics_route.router, *routers):
         app.include_router(router)
     return app

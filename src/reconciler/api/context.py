@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
+from reconciler.projections.metrics import finance_registry
+
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from reconciler.api.auth import TokenRegistry
     from reconciler.domain.rules import Rules
     from reconciler.store import LogStore
@@ -24,6 +29,8 @@ PREFIX = "/api/v1"
 class ApiContext:
     """The log, the rules its engine runs with, the accepted tokens, and where Kafka is.
 
+    `metrics` is the registry `/metrics` serves (the finance collector over the log).
+
     `actions` serialises operator actions within this process: each one checks its case
     against the log and then writes, and two at once could both pass the check.
     """
@@ -33,6 +40,11 @@ class ApiContext:
     tokens: TokenRegistry
     kafka_bootstrap: str | None = None
     actions: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def metrics(self) -> CollectorRegistry:
+        """The registry `/metrics` serves, made on first use (it reads the read models)."""
+        return finance_registry(self.store, self.rules)
 
 
 def api_context(request: Request) -> ApiContext:
