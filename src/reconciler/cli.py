@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reconciler.api.cli import api
+from reconciler.api.dashboard_cli import dashboard
 from reconciler.bootstrap import build_service
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
@@ -53,6 +54,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(operator_app, name="operator")
 app.command()(project)
 app.command("api")(api)
+app.command("dashboard")(dashboard)
 
 EXIT_UNREADABLE = 2
 

@@ -189,11 +189,15 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def request_for(method: str, path: str, operation: dict[str, Any]) -> dict[str, Any]:
-    """A request to the operation: `X/Y` for every path parameter, a valid sample body."""
+    """A request to the operation: a sample for every path parameter, a valid sample body.
+
+    Escalation and incident ids contain `/` (their routes take it); order ids are `X`.
+    """
     url = path
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path":
-            url = url.replace("{" + parameter["name"] + "}", "X/Y")
+            sample = "X" if parameter["name"] == "order_id" else "X/Y"
+            url = url.replace("{" + parameter["name"] + "}", sample)
     request: dict[str, Any] = {"method": method, "url": url}
     if "requestBody" in operation:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]

@@ -4,8 +4,10 @@
     app = create_api(settings, store, rules, routers=[read_models_router])
 
 Every route lives under `/api/v1` (`PREFIX`). Routers given in `routers` are included
-after the built-in ones (health, open cases, operator actions, and `/metrics`, the one
-route outside the prefix, where Prometheus looks). They are made with
+after the built-in ones (health, open cases, operator actions, the finance read
+models, and `/metrics`, outside the prefix where Prometheus looks). The dashboard page
+(`/dashboard`, its assets, and `/` redirecting there) needs no token: it asks the
+person for one and sends it with each API call. They are made with
 `APIRouter(prefix=PREFIX)`, so that their routes' templates are whole paths (the
 access log names them); they ask for a role with
 `reconciler.api.auth.ViewerAccess` or `OperatorAccess`, get the log and rules through
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from reconciler import __version__
-from reconciler.api import actions, cases, health, metrics_route
+from reconciler.api import actions, cases, dashboard, finance, health, metrics_route
 from reconciler.api.access import AccessLog
 from reconciler.api.auth import TokenRegistry
 from reconciler.api.context import PREFIX, ApiContext
@@ -79,6 +81,8 @@ def create_api(
     )
     install_error_handlers(app)
     app.add_middleware(AccessLog)
-    for router in (health.router, cases.router, actions.router, metrics_route.router, *routers):
+    built_in = (health.router, cases.router, actions.router, finance.router)
+    for router in (*built_in, metrics_route.router, *routers):
         app.include_router(router)
+    app.include_router(dashboard.router)  # the page and its assets: outside PREFIX, no token
     return app
