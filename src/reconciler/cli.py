@@ -7,17 +7,21 @@ import signal
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from reconciler.api import BackgroundServer, create_api
 from reconciler.api.cli import api
 from reconciler.api.dashboard_cli import dashboard
+from reconciler.api.settings import load_api_settings
 from reconciler.bootstrap import build_service
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
@@ -190,7 +194,9 @@ def serve(
     """Run the engine as a service: Kafka in, the PostgreSQL log, commands out.
 
     Every service setting is below, with its environment variable and default; the
-    environment overrides the --settings file.
+    environment overrides the --settings file. With API tokens configured
+    (RECONCILER_API_TOKENS or RECONCILER_API_TOKENS_FILE), the process also serves the
+    HTTP API, /metrics and the dashboard on RECONCILER_API_HOST:RECONCILER_API_PORT.
     """
     err = Console(stderr=True)
     rules = _rules_or_exit(config, err)
@@ -198,11 +204,24 @@ def serve(
         settings = load_settings(settings_file)
     except ConfigError as error:
         raise _fail(err, str(error)) from None
+    try:
+        api_settings = load_api_settings()
+        tokens = api_settings.all_tokens()
+    except ConfigError as error:
+        raise _fail(err, str(error)) from None
     configure_logging(json=settings.log_json)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    build_service(settings, rules).run(stop)
+    with ExitStack() as stack:
+        if tokens:  # the API, its /metrics and the dashboard, beside the engine
+            store = open_store(settings.store_url, schema=settings.store_schema)
+            stack.callback(store.close)
+            app = create_api(api_settings, store, rules, kafka_bootstrap=settings.kafka_bootstrap)
+            server = BackgroundServer(app, api_settings.host, api_settings.port)
+            stack.enter_context(server)
+            structlog.get_logger("reconciler.api").info("api_serving", url=server.url)
+        build_service(settings, rules).run(stop)
 
 
 @events_app.command("export")
