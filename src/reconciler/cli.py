@@ -41,6 +41,7 @@ from reconciler.runtime import tune_for_throughput
 from reconciler.schemas import export_schemas
 from reconciler.service.settings import load_settings, settings_help
 from reconciler.store import open_store
+from reconciler.verify_cli import verify
 
 if TYPE_CHECKING:
     from reconciler.domain.rules import Rules
@@ -59,6 +60,7 @@ app.add_typer(operator_app, name="operator")
 app.command()(project)
 app.command("api")(api)
 app.command("dashboard")(dashboard)
+app.command("verify")(verify)
 
 EXIT_UNREADABLE = 2
 
