@@ -98,6 +98,14 @@ class KeyedSimulator(Protocol[M_contra]):
         ...
 
 
+def read_request_time(clock: Clock, request: Request) -> Answer | None:
+    """On a `RequestClock`, set its time from the request; the 400 to send if unusable."""
+    if not isinstance(clock, RequestClock):
+        return None
+    problem = clock.read(request.headers.get(SIMULATED_TIME_HEADER))
+    return None if problem is None else bad_request("INVALID_SIMULATED_TIME", detail=problem)
+
+
 async def answer_keyed(
     simulator: KeyedSimulator[M], request: Request, model: type[M], key_field: str
 ) -> JSONResponse:
@@ -110,10 +118,9 @@ async def answer_keyed(
     parsed = await read_keyed(request, model, key_field)
     if isinstance(parsed, Answer):
         return parsed.response()
-    if isinstance(simulator.clock, RequestClock):
-        problem = simulator.clock.read(request.headers.get(SIMULATED_TIME_HEADER))
-        if problem is not None:
-            return bad_request("INVALID_SIMULATED_TIME", detail=problem).response()
+    refused = read_request_time(simulator.clock, request)
+    if refused is not None:
+        return refused.response()
     key, body = parsed
     attempt = simulator.state.attempts.get(key, 0) + 1
     simulator.state.attempts[key] = attempt

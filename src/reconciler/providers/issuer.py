@@ -33,8 +33,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.providers import faults
-from reconciler.providers.clock import SIMULATED_TIME_HEADER, RequestClock, system_clock
-from reconciler.providers.common import Answer, answer_keyed, bad_request, unavailable
+from reconciler.providers.clock import system_clock
+from reconciler.providers.common import Answer, answer_keyed, read_request_time, unavailable
 from reconciler.providers.config import IssuerConfig
 from reconciler.providers.journal import Journal
 
@@ -178,10 +178,9 @@ def create_issuer_app(
 
     @app.get("/v1/stamps/issue/{key:path}")
     async def inquire(key: str, request: Request) -> JSONResponse:
-        if isinstance(issuer.clock, RequestClock):
-            problem = issuer.clock.read(request.headers.get(SIMULATED_TIME_HEADER))
-            if problem is not None:
-                return bad_request("INVALID_SIMULATED_TIME", detail=problem).response()
+        refused = read_request_time(issuer.clock, request)
+        if refused is not None:
+            return refused.response()
         return issuer.inquire(key).response()
 
     @app.get("/v1/stats")
