@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reconciler.domain.events import Fact
     from reconciler.domain.rules import Rules
     from reconciler.ingest.source import InputRecord
-    from reconciler.store import LogStore, LogTransaction
+    from reconciler.store import LogStore, LogTransaction, StoredRecord
 
 
 class StaleBatchError(Exception):
@@ -53,6 +53,8 @@ class BatchOutcome:
     """What one batch did: the decisions taken, rejections kept, duplicates dropped."""
 
     decisions: list[AnyDecision] = field(default_factory=list)
+    # The decision records the log kept: a decision another shard recorded first is not.
+    recorded: list[StoredRecord] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     facts_appended: int = 0
     duplicates: int = 0
@@ -150,11 +152,11 @@ class Engine:
                             "decision",
                             decision.decision_id,
                             decision.type,
-                            _encode(decision),
+                            encode_decision(decision),
                             source,
                         )
                     )
-            tx.append(decided)
+            outcome.recorded = [kept for kept in tx.append(decided) if kept is not None]
             if dead_letters:
                 tx.add_dead_letters(dead_letters)
             if positions:
@@ -176,6 +178,6 @@ def _fence(tx: LogTransaction, expected: Mapping[str, int]) -> None:
             raise StaleBatchError(name, batch_start, stored)
 
 
-def _encode(decision: AnyDecision) -> bytes:
+def encode_decision(decision: AnyDecision) -> bytes:
     """Decisions are stored as their JSON, which a replay compares byte for byte."""
     return decision.model_dump_json().encode()
