@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 _SQLITE_PREFIX = "sqlite://"
 
 
-def open_store(url: str, *, schema: str = "reconciler") -> LogStore:
-    """Return a store with its tables created.
+def open_store(url: str, *, schema: str = "reconciler", create: bool = True) -> LogStore:
+    """Return a store with its tables created (unless `create` is false: a reader's open).
 
     `sqlite:///relative/or/absolute/path`, `sqlite://:memory:`, or for PostgreSQL a
     `postgresql://` / `postgres://` URL or a psycopg conninfo string (`host=... dbname=...`),
@@ -23,17 +23,19 @@ def open_store(url: str, *, schema: str = "reconciler") -> LogStore:
     """
     store: LogStore
     if url.startswith(_SQLITE_PREFIX):
-        store = SQLiteLogStore(_sqlite_path(url.removeprefix(_SQLITE_PREFIX)))
+        store = SQLiteLogStore(sqlite_path(url.removeprefix(_SQLITE_PREFIX)))
     elif url.startswith(("postgresql://", "postgres://")) or "=" in url:
         store = PostgresLogStore(url, schema=schema)
     else:
         msg = f"unsupported store URL {url!r}: expected sqlite://... or postgresql://..."
         raise ValueError(msg)
-    store.create_tables()
+    if create:
+        store.create_tables()
     return store
 
 
-def _sqlite_path(rest: str) -> str:
+def sqlite_path(rest: str) -> str:
+    """The file a `sqlite://` URL names (after the prefix), or `:memory:`."""
     # sqlite:///data/log.db means the relative path data/log.db, sqlite:////abs the
     # absolute /abs, as SQLAlchemy reads them; sqlite://:memory: and sqlite:///:memory:
     # both mean memory.
