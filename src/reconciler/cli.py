@@ -23,6 +23,7 @@ from reconciler.api.cli import api
 from reconciler.api.dashboard_cli import dashboard
 from reconciler.api.settings import load_api_settings
 from reconciler.bootstrap import build_service
+from reconciler.cli_params import aware_time
 from reconciler.config import ConfigError, load_rules
 from reconciler.demo.config import DemoConfig
 from reconciler.demo.providers import ProviderStartError
@@ -36,6 +37,7 @@ from reconciler.progress import counting_progress
 from reconciler.projections.cli import project
 from reconciler.providers.cli import simulate_app
 from reconciler.reconcile import reconcile_file
+from reconciler.replay.cli import replay
 from reconciler.report import build_report, print_report
 from reconciler.runtime import tune_for_throughput
 from reconciler.schemas import export_schemas
@@ -61,6 +63,7 @@ app.command()(project)
 app.command("api")(api)
 app.command("dashboard")(dashboard)
 app.command("verify")(verify)
+app.command("replay")(replay)
 
 EXIT_UNREADABLE = 2
 
@@ -87,17 +90,7 @@ def _rules_or_exit(config: Path | None, err: Console) -> Rules:
 
 
 def _parse_until(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        until = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"not an ISO 8601 timestamp: {text!r}"
-        raise typer.BadParameter(msg, param_hint="--until") from None
-    if until.utcoffset() is None:
-        msg = f"{text!r} has no UTC offset"
-        raise typer.BadParameter(msg, param_hint="--until")
-    return until
+    return None if text is None else aware_time(text, "--until")
 
 
 @app.command()

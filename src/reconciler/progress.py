@@ -5,7 +5,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -27,4 +35,25 @@ def counting_progress(console: Console, description: str) -> Iterator[Callable[[
     )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(description, total=None)
+        yield lambda done: progress.update(task, completed=done)
+
+
+@contextmanager
+def bounded_progress(
+    console: Console, description: str, total: int, unit: str = "records"
+) -> Iterator[Callable[[int], None]]:
+    """Yield a callback taking the count done so far out of `total`; a bar on a terminal only."""
+    if not console.is_terminal:
+        yield lambda _done: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
         yield lambda done: progress.update(task, completed=done)

@@ -11,23 +11,19 @@ Wired into the main command line as `app.command("project")(project)`.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reconciler.config import ConfigError, load_rules
+from reconciler.progress import bounded_progress
 from reconciler.projections.database import TRACKING
 from reconciler.projections.errors import ProjectionError
 from reconciler.projections.projector import Projector
 from reconciler.store import open_store
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -67,7 +63,7 @@ def project(
         start = 0 if rebuild else log.positions().get(TRACKING, 0)
         pending = max(0, log.last_position() - start)
         projector = Projector(log, rules)
-        with _bar(err, "rebuilding" if rebuild else "projecting", pending) as advance:
+        with bounded_progress(err, "rebuilding" if rebuild else "projecting", pending) as advance:
             done = projector.rebuild(advance) if rebuild else projector.catch_up(progress=advance)
     except (ProjectionError, PersistenceError) as error:
         err.print(f"reconciler: {error}", markup=False, highlight=False, soft_wrap=True)
@@ -75,21 +71,3 @@ def project(
     finally:
         log.close()
     typer.echo(f"read models at log position {projector.position}: {done} records projected")
-
-
-@contextmanager
-def _bar(console: Console, description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield a callback taking the records done so far; draws only on a terminal."""
-    if not console.is_terminal:
-        yield lambda _done: None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("records"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done: progress.update(task, completed=done)

@@ -1,0 +1,1 @@
+"""The auditors' side: re-derive the log's decisions from its facts, as of any moment."""
