@@ -22,6 +22,7 @@ from reconciler.api import BackgroundServer, create_api
 from reconciler.api.cli import api
 from reconciler.api.dashboard_cli import dashboard
 from reconciler.api.settings import load_api_settings
+from reconciler.audit_cli import audit
 from reconciler.bootstrap import build_service
 from reconciler.cli_params import aware_time
 from reconciler.config import ConfigError, load_rules
@@ -64,6 +65,7 @@ app.command("api")(api)
 app.command("dashboard")(dashboard)
 app.command("verify")(verify)
 app.command("replay")(replay)
+app.command("audit")(audit)
 
 EXIT_UNREADABLE = 2
 

@@ -119,7 +119,7 @@ def replay(  # noqa: PLR0913, PLR0917 - one parameter per command-line option
         shadow = None
         if shadow_target is not None:
             shadow = open_shadow(shadow_target, log_target, replace=replace)
-        result = _run(log, shadow, rules, recorded, moment, err)
+        result = run_replay(log, shadow, rules, recorded, moment, err)
     except (ShadowError, PersistenceError, ProjectionError) as error:
         raise _fail(err, str(error), EXIT_UNUSABLE) from None
     except CorruptLogError as error:
@@ -154,7 +154,7 @@ def _shadow_target(log: Target, into: str | None, into_schema: str | None) -> Ta
     return Target(into or default.url, into_schema or default.schema)
 
 
-def _run(  # noqa: PLR0913, PLR0917 - the replay's parts, wired here once
+def run_replay(  # noqa: PLR0913, PLR0917 - the replay's parts, wired here once
     log: LogStore,
     shadow: LogStore | None,
     rules: Rules,
