@@ -71,8 +71,8 @@ def _money(money: Money) -> dict[str, int]:
 
 
 def rupiah(amount: int) -> str:
-    """Rp 12.500, the way Indonesian finance writes it."""
-    return "Rp " + f"{amount:,}".replace(",", ".")
+    """Rp 12.500 (and -Rp 2.500), the way Indonesian finance writes it."""
+    return ("-Rp " if amount < 0 else "Rp ") + f"{abs(amount):,}".replace(",", ".")
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:

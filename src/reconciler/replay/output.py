@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from reconciler.report import rupiah
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -95,7 +97,7 @@ def _overview(document: dict[str, Any]) -> Table:
     table.add_row("engine clock", document["clock"] or "no tick yet")
     money = document["money"]
     for name in FIGURES:
-        table.add_row(name.replace("_", " "), _rupiah(money[name]))
+        table.add_row(name.replace("_", " "), rupiah(money[name]))
     table.add_row("conservation", "holds" if document["balanced"] else "[red]BROKEN[/]")
     table.add_row("open escalations", f"{document['open_escalations']:,}")
     table.add_row("shadow", document["shadow"] or "none (in memory)")
@@ -129,7 +131,7 @@ def _print_what_if(what_if: dict[str, Any], console: Console, show: int) -> None
     for name in FIGURES:
         before, after = what_if["recorded_money"][name], what_if["what_if_money"][name]
         money.add_row(
-            name.replace("_", " "), _rupiah(before), _rupiah(after), _signed(after - before)
+            name.replace("_", " "), rupiah(before), rupiah(after), _signed(after - before)
         )
     console.print(money)
     decisions = Table(
@@ -226,10 +228,6 @@ def _decoded(payload: bytes | None) -> Any:  # noqa: ANN401 - any JSON value
 
 def _money(money: Money) -> dict[str, int]:
     return asdict(money)
-
-
-def _rupiah(amount: int) -> str:
-    return f"Rp {amount:,}"
 
 
 def _signed(amount: int) -> str:
