@@ -62,7 +62,8 @@ def run_demo(
     """
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_FILE
-    for stale in out.glob(LOG_FILE + "*"):
+    # The log of an earlier day, and the replay shadow derived from it (log.replay.sqlite).
+    for stale in [*out.glob(LOG_FILE + "*"), *out.glob("log.replay.sqlite*")]:
         stale.unlink()
     store = SQLiteLogStore(log_path)
     store.create_tables()

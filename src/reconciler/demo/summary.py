@@ -79,6 +79,13 @@ def print_summary(outcome: DemoOutcome, console: Console, seconds: float) -> Non
         f"(hash-chained store), {outcome.report_path} (this report as JSON)."
         f"\nCheck it again: reconciler reconcile {outcome.events_path} --format table"
     )
+    store = f"sqlite:///{outcome.log_path}"
+    first, last = outcome.run.config.opening.date(), outcome.run.closed_at.date()
+    console.print(
+        f"Audit it: reconciler replay --store {store}"
+        f"\n          reconciler audit --store {store} --from {first} --to {last}",
+        soft_wrap=True,
+    )
 
 
 def _print_outcomes(orders: list[dict[str, Any]], console: Console) -> None:
