@@ -364,3 +364,13 @@ def test_replay_command_refuses_what_it_cannot_use(backend: Backend) -> None:
     unknown = runner.invoke(app, ["replay", "--store", "mysql://x"])
     assert unknown.exit_code == 2
     assert "unsupported store URL" in unknown.output
+
+
+def test_replay_reports_its_progress_by_log_position(backend: Backend) -> None:
+    """The progress callback sees rising positions, up to the log's last one."""
+    log = backend.open()
+    seen: list[int] = []
+    replay_log(log, InMemory(RULES), progress=seen.append)
+    assert seen == sorted(seen)
+    assert len(seen) >= 1
+    assert seen[-1] == log.last_position()
