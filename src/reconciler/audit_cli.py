@@ -22,6 +22,7 @@ from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 
 from reconciler.audit import Period, Verification, build_audit, write_audit
+from reconciler.cli_params import RecordedRules, Schema, StoreUrl  # noqa: TC001 - typer reads them
 from reconciler.config import ConfigError, load_rules
 from reconciler.projections.errors import ProjectionError
 from reconciler.replay.cli import run_replay
@@ -33,23 +34,10 @@ from reconciler.store import open_store
 EXIT_FAILED = 1
 EXIT_UNUSABLE = 2
 
-StoreUrl = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="RECONCILER_STORE_URL",
-        help="the log: sqlite:///out/demo/log.sqlite or a postgresql:// URL",
-    ),
-]
-Schema = Annotated[str, typer.Option(help="PostgreSQL schema of the log")]
 From = Annotated[str, typer.Option("--from", help="first day of the period (YYYY-MM-DD)")]
 To = Annotated[str, typer.Option("--to", help="last day of the period, included")]
 Zone = Annotated[str, typer.Option(help="the zone the days are in")]
 Out = Annotated[Path, typer.Option(help="folder for report.html, the CSVs and the shadow")]
-RecordedRules = Annotated[
-    Path | None,
-    typer.Option("--recorded-config", help="the rules the engine ran with (default: its own)"),
-]
 
 
 def audit(  # noqa: PLR0913, PLR0917 - one parameter per command-line option

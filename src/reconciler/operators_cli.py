@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -12,6 +11,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from reconciler.cli_params import EngineRules as Config  # noqa: TC001 - typer reads them
+from reconciler.cli_params import Schema, StoreUrl  # noqa: TC001 - typer reads them
 from reconciler.config import ConfigError, load_rules
 from reconciler.kafka_io import KafkaIoError
 from reconciler.kafka_io._kafka import KafkaError
@@ -19,6 +20,8 @@ from reconciler.operators import OperatorActionError, open_cases, operator_fact,
 from reconciler.store import open_store
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from reconciler.operators import Taken
 
 EXIT_REFUSED = 1
@@ -30,18 +33,6 @@ operator_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StoreUrl = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="RECONCILER_STORE_URL",
-        help="the log: sqlite:///out/log.sqlite (after `make demo`) or a postgresql:// URL",
-    ),
-]
-Schema = Annotated[str, typer.Option(help="PostgreSQL schema of the log")]
-Config = Annotated[
-    Path | None, typer.Option("--config", help="the rules the engine runs with (TOML or JSON)")
-]
 Bootstrap = Annotated[
     str | None,
     typer.Option(

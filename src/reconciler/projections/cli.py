@@ -11,13 +11,14 @@ Wired into the main command line as `app.command("project")(project)`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 
+from reconciler.cli_params import EngineRules as Config  # noqa: TC001 - typer reads them
+from reconciler.cli_params import StoreUrl  # noqa: TC001 - typer reads them
 from reconciler.config import ConfigError, load_rules
 from reconciler.progress import bounded_progress
 from reconciler.projections.database import TRACKING
@@ -28,18 +29,7 @@ from reconciler.store import open_store
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
-StoreUrl = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="RECONCILER_STORE_URL",
-        help="the log: sqlite:///out/demo/log.sqlite or a postgresql:// URL",
-    ),
-]
 Schema = Annotated[str, typer.Option(help="PostgreSQL schema of the log (and its read models)")]
-Config = Annotated[
-    Path | None, typer.Option("--config", help="the rules the engine runs with (TOML or JSON)")
-]
 Rebuild = Annotated[
     bool, typer.Option("--rebuild", help="drop the read models and project the whole log again")
 ]

@@ -26,7 +26,7 @@ import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 
-from reconciler.cli_params import aware_time
+from reconciler.cli_params import RecordedRules, Schema, StoreUrl, aware_time
 from reconciler.config import ConfigError, load_rules
 from reconciler.progress import bounded_progress
 from reconciler.projections.errors import ProjectionError
@@ -56,22 +56,9 @@ class Format(StrEnum):
     JSON = "json"
 
 
-StoreUrl = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="RECONCILER_STORE_URL",
-        help="the log: sqlite:///out/demo/log.sqlite or a postgresql:// URL",
-    ),
-]
-Schema = Annotated[str, typer.Option(help="PostgreSQL schema of the log")]
 OtherRules = Annotated[
     Path | None,
     typer.Option("--config", help="rules to replay under; other than the recorded ones, a what-if"),
-]
-RecordedRules = Annotated[
-    Path | None,
-    typer.Option("--recorded-config", help="the rules the engine ran with (default: its own)"),
 ]
 ClockCut = Annotated[
     str | None,
