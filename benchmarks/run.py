@@ -4,8 +4,9 @@ These machines are noisy, so only ratios are compared with targets. Results are 
 as a table and written to benchmarks/results.json for the README.
 
 `python benchmarks/run.py [NAME ...]` runs only the named benchmarks (decider,
-reconcile, store, service) and then leaves results.json alone. The store and service
-benchmarks need PostgreSQL and Kafka: see servers.py (configured, or started here).
+reconcile, store, service, replay, memory) and then leaves results.json alone. The
+store, service, replay and memory benchmarks need PostgreSQL, the service Kafka too:
+see servers.py (configured, or started here).
 See benchmarks/README.md for what each one measures.
 """
 
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ from reconciler.runtime import tune_for_throughput
 from reconciler.store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent))
+import replay_bench
 import service_bench
 import store_bench
 from servers import kafka_bootstrap, postgres_dsn
@@ -60,8 +62,16 @@ class Figure:
 
     @property
     def ratio(self) -> float:
-        """How the figure compares with its baseline (higher is better)."""
+        """How the figure compares with its baseline (higher is better, but for memory)."""
         return self.rate / self.baseline_rate
+
+
+@dataclass
+class Extras:
+    """What some benchmarks report beside their rows: lines under the table, JSON details."""
+
+    notes: list[str] = field(default_factory=list)
+    details: dict[str, object] = field(default_factory=dict)
 
 
 def best_of(runs: int, work: object) -> float:
@@ -157,6 +167,60 @@ def bench_service(bootstrap: str, dsn: str) -> Figure:
     )
 
 
+def bench_replay(dsn: str, extras: Extras) -> list[Figure]:
+    """The auditors' replay (in memory, into a shadow) and the read models' rebuild."""
+    rates = replay_bench.measure_rates(dsn)
+    baseline = "raw SELECT + json.loads"
+    log = rates.log
+    extras.notes.append(
+        f"replay: a log of {log.records:,} records ({log.decisions:,} decisions), built through"
+        f" the engine in {log.seconds:.1f} s ({log.rate:,.0f} records/s). On this process's"
+        f" CPU time (steadier on shared cores) the replay's ratio is"
+        f" {rates.verify_cpu_rate / rates.raw_cpu_rate:.2f}."
+    )
+    extras.details["replay_cpu_time"] = {
+        "raw_rate": rates.raw_cpu_rate,
+        "verify_rate": rates.verify_cpu_rate,
+        "ratio": rates.verify_cpu_rate / rates.raw_cpu_rate,
+    }
+    extras.details["replay_log"] = asdict(log)
+    return [
+        Figure(
+            "replay (verify decisions)",
+            rates.verify_rate,
+            "records/s",
+            baseline,
+            rates.raw_rate,
+            ">= 0.5",
+        ),
+        Figure("replay into shadow", rates.shadow_rate, "records/s", baseline, rates.raw_rate, "-"),
+        Figure(
+            "read models rebuild", rates.rebuild_rate, "records/s", baseline, rates.raw_rate, "-"
+        ),
+    ]
+
+
+def bench_memory(dsn: str, extras: Extras) -> list[Figure]:
+    """The replay's resident set over a long log: flat is the target."""
+    profile = replay_bench.measure_memory(dsn)
+    extras.notes.append(
+        f"replay memory: {profile.log.records:,} records (built in {profile.log.seconds:.0f} s,"
+        f" replayed in {profile.seconds:.0f} s)\n{replay_bench.memory_table(profile)}"
+    )
+    extras.details["replay_memory"] = replay_bench.memory_json(profile)
+    first = profile.checkpoints[0][1]
+    return [
+        Figure(
+            "replay memory (peak RSS)",
+            profile.peak_mb,
+            "MB",
+            f"RSS after {profile.checkpoints[0][0]:,} records",
+            first,
+            "flat (ratio ~1); <= 500 MB at 10M records",
+        )
+    ]
+
+
 class Servers:
     """PostgreSQL and Kafka, each resolved (or started) on first use, stopped on leaving."""
 
@@ -179,19 +243,26 @@ class Servers:
         return self._bootstrap
 
 
-def run(names: list[str]) -> list[Figure]:
+def run(names: list[str], extras: Extras) -> list[Figure]:
     """Run the named benchmarks (all if none) in table order."""
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
         servers = Servers(stack)
-        benchmarks: dict[str, Callable[[], Figure]] = {
-            "decider": bench_decider,
-            "reconcile": lambda: bench_reconcile(Path(scratch)),
-            "store": lambda: bench_store(servers.dsn()),
-            "service": lambda: bench_service(servers.bootstrap(), servers.dsn()),
+        benchmarks: dict[str, Callable[[], list[Figure]]] = {
+            "decider": lambda: [bench_decider()],
+            "reconcile": lambda: [bench_reconcile(Path(scratch))],
+            "store": lambda: [bench_store(servers.dsn())],
+            "service": lambda: [bench_service(servers.bootstrap(), servers.dsn())],
+            "replay": lambda: bench_replay(servers.dsn(), extras),
+            "memory": lambda: bench_memory(servers.dsn(), extras),
         }
         if unknown := sorted(set(names) - set(benchmarks)):
             sys.exit(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(benchmarks)}")
-        return [work() for name, work in benchmarks.items() if not names or name in names]
+        return [
+            figure
+            for name, work in benchmarks.items()
+            if not names or name in names
+            for figure in work()
+        ]
 
 
 def main() -> None:
@@ -202,7 +273,8 @@ def main() -> None:
     names = sys.argv[1:]
     # Off a terminal (make's output in a log), rich would wrap the table at 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 150)
-    figures = run(names)
+    extras = Extras()
+    figures = run(names, extras)
     table = Table(
         title=f"reconciler benchmarks ({platform.machine()}, {datetime.now(UTC):%Y-%m-%d})"
     )
@@ -222,11 +294,14 @@ def main() -> None:
     console.print(table)
     crc = service_bench.kafka_crc32c()
     console.print(f"kafka-python checks fetched batches with a {crc} CRC-32C.")
+    for note in extras.notes:
+        console.print(note, markup=False, highlight=False)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, Python {platform.python_version()}",
         "kafka_python_crc32c": crc,
         "figures": [asdict(figure) | {"ratio": figure.ratio} for figure in figures],
+        **extras.details,
     }
     if names:
         return  # a partial run does not replace the last full results
