@@ -1,7 +1,7 @@
 """The auditors' replay over a PostgreSQL log, beside raw reading of the same rows.
 
 A realistic log is built first, in a fresh schema: registration-peak facts (the stream
-`workload.peak_facts` makes, generated lazily here) keyed by order into 4 sources, as
+`workload.peak_stream` makes, one at a time) keyed by order into 4 sources, as
 the service's partitions hold them, each tick copied into every source, run through
 the real `Engine` into a `PostgresLogStore` in batches of 20,000 input records. The
 build is timed. Then, in the same run, over the same rows:
@@ -33,13 +33,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from psycopg import sql
 
-from reconciler.domain.events import ClockTicked, OrderPlaced, PaymentDebited, StampIssued
+from reconciler.domain.events import ClockTicked
 from reconciler.domain.rules import Rules
 from reconciler.engine import Engine
 from reconciler.ingest.source import InputRecord
@@ -58,7 +56,7 @@ from reconciler.replay.rederive import ReplayResult, replay_log
 from reconciler.runtime import tune_for_throughput
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, postgres_dsn
-from workload import START
+from workload import peak_stream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -83,67 +81,6 @@ def progress(text: str) -> None:
 
 
 # -- the log ------------------------------------------------------------------------------
-
-
-def peak_stream(count: int, seed: int = 7) -> Iterator[Fact]:
-    """The facts of `workload.peak_facts(count, seed)`, one at a time (10M do not fit a list)."""
-    rng = random.Random(seed)
-    made = serial = order_number = 0
-    now = START
-    while made < count:
-        now += timedelta(seconds=1)
-        second: list[Fact] = [
-            ClockTicked.model_construct(
-                event_id=f"tick-{now.isoformat()}", version=1, occurred_at=now, at=now
-            )
-        ]
-        for _ in range(rng.randint(5, 15)):
-            order_number += 1
-            order_id = f"ORD-{order_number:08d}"
-            payment_id = f"PAY-{order_number:08d}"
-            second.append(
-                OrderPlaced.model_construct(
-                    event_id=f"o-{order_id}",
-                    version=1,
-                    occurred_at=now,
-                    order_id=order_id,
-                    customer_ref="c",
-                    quantity=1,
-                    unit_price=10_000,
-                    unit_fee=2_500,
-                    total=12_500,
-                    expires_at=now + timedelta(minutes=30),
-                    channel="web",
-                )
-            )
-            second.extend(
-                PaymentDebited.model_construct(
-                    event_id=f"p-{payment_id}-{source}",
-                    version=1,
-                    occurred_at=now,
-                    payment_id=payment_id,
-                    order_id=order_id,
-                    amount=12_500,
-                    method="QRIS",
-                    payer_ref="p",
-                    source=source,
-                )
-                for source in ("callback", "settlement")
-            )
-            if rng.random() < 0.97:  # the healthy share of orders
-                serial += 1
-                second.append(
-                    StampIssued.model_construct(
-                        event_id=f"s-{order_id}",
-                        version=1,
-                        occurred_at=now,
-                        order_id=order_id,
-                        serial_numbers=(f"SN{serial:010d}",),
-                        command_id=None,
-                    )
-                )
-        yield from second[: count - made]
-        made += len(second)
 
 
 def input_batches(count: int, size: int = BUILD_BATCH) -> Iterator[list[InputRecord]]:

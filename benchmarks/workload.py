@@ -17,30 +17,34 @@ from reconciler.domain.events import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from reconciler.domain.events import Fact
 
 WIB = timezone(timedelta(hours=7))
 START = datetime(2024, 9, 4, 8, 0, tzinfo=WIB)
 
 
-def peak_facts(count: int, seed: int = 7) -> list[Fact]:
-    """About `count` facts: a tick per second, ~4 facts per order, 3% of orders unissued."""
+def peak_stream(count: int, seed: int = 7) -> Iterator[Fact]:
+    """About `count` facts, one at a time: a tick per second, ~4 facts an order.
+
+    3% of orders are never issued. One at a time because 10M facts do not fit a list.
+    """
     rng = random.Random(seed)
-    facts: list[Fact] = []
+    made = serial = order_number = 0
     now = START
-    serial = 0
-    order_number = 0
-    while len(facts) < count:
+    while made < count:
         now += timedelta(seconds=1)
-        facts.append(
+        second: list[Fact] = [
             ClockTicked.model_construct(
                 event_id=f"tick-{now.isoformat()}", version=1, occurred_at=now, at=now
             )
-        )
+        ]
         for _ in range(rng.randint(5, 15)):
             order_number += 1
             order_id = f"ORD-{order_number:08d}"
-            facts.append(
+            payment_id = f"PAY-{order_number:08d}"
+            second.append(
                 OrderPlaced.model_construct(
                     event_id=f"o-{order_id}",
                     version=1,
@@ -55,8 +59,7 @@ def peak_facts(count: int, seed: int = 7) -> list[Fact]:
                     channel="web",
                 )
             )
-            payment_id = f"PAY-{order_number:08d}"
-            facts.extend(
+            second.extend(
                 PaymentDebited.model_construct(
                     event_id=f"p-{payment_id}-{source}",
                     version=1,
@@ -72,7 +75,7 @@ def peak_facts(count: int, seed: int = 7) -> list[Fact]:
             )
             if rng.random() < 0.97:  # the healthy share of orders
                 serial += 1
-                facts.append(
+                second.append(
                     StampIssued.model_construct(
                         event_id=f"s-{order_id}",
                         version=1,
@@ -82,4 +85,10 @@ def peak_facts(count: int, seed: int = 7) -> list[Fact]:
                         command_id=None,
                     )
                 )
-    return facts[:count]
+        yield from second[: count - made]
+        made += len(second)
+
+
+def peak_facts(count: int, seed: int = 7) -> list[Fact]:
+    """The facts of `peak_stream(count, seed)`, as a list."""
+    return list(peak_stream(count, seed))
