@@ -37,7 +37,7 @@ from reconciler.replay.deciders import InMemory, IntoShadow
 from reconciler.replay.rederive import replay_log
 from reconciler.replay.shadow import ShadowError, Target, default_shadow, open_shadow
 from reconciler.replay.whatif import compare_endings
-from reconciler.store import NewRecord, open_store
+from reconciler.store import DeadLetter, NewRecord, open_store
 from tests.builders import Log
 
 if TYPE_CHECKING:
@@ -374,3 +374,17 @@ def test_replay_reports_its_progress_by_log_position(backend: Backend) -> None:
     assert seen == sorted(seen)
     assert len(seen) >= 1
     assert seen[-1] == log.last_position()
+
+
+def test_replay_command_copies_dead_letters_into_the_shadow(backend: Backend) -> None:
+    """Refused input is kept in the shadow too, so its read models count it."""
+    log = backend.open()
+    with log.transaction() as tx:
+        tx.add_dead_letters([DeadLetter("events.jsonl", "line 7", "not JSON: x", b"{oops")])
+    base = ["replay", "--store", backend.log.url, "--schema", backend.log.schema]
+    result = CliRunner().invoke(app, [*base, "--replace", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    shadow = backend.open(default_shadow(backend.log))
+    (kept,) = shadow.dead_letters()
+    assert (kept.locator, kept.reason, kept.raw) == ("line 7", "not JSON: x", b"{oops")
+    assert ReadModels(shadow).summary().dead_letters == 1

@@ -35,7 +35,13 @@ from reconciler.replay.cutoff import AsOf
 from reconciler.replay.deciders import InMemory, IntoShadow
 from reconciler.replay.output import print_document, replay_document
 from reconciler.replay.rederive import CorruptLogError, replay_log
-from reconciler.replay.shadow import ShadowError, Target, default_shadow, open_shadow
+from reconciler.replay.shadow import (
+    ShadowError,
+    Target,
+    copy_dead_letters,
+    default_shadow,
+    open_shadow,
+)
 from reconciler.replay.whatif import compare_endings
 from reconciler.store import open_store
 
@@ -161,6 +167,7 @@ def run_replay(  # noqa: PLR0913, PLR0917 - the replay's parts, wired here once
     with bounded_progress(err, "replaying", total) as advance:
         result = replay_log(log, compared, as_of=moment, alongside=alongside, progress=advance)
     if shadow is not None:
+        copy_dead_letters(log, shadow)
         with bounded_progress(err, "projecting read models", shadow.last_position()) as advance:
             Projector(shadow, rules).rebuild(advance)
     return result

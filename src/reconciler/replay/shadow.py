@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg import sql
 
-from reconciler.store import open_store
+from reconciler.store import DeadLetter, open_store
 from reconciler.store.factory import sqlite_path
 
 if TYPE_CHECKING:
@@ -85,6 +85,23 @@ def open_shadow(shadow: Target, log: Target, *, replace: bool) -> LogStore:
         )
         raise ShadowError(msg)
     return store
+
+
+def copy_dead_letters(log: LogStore, shadow: LogStore, page: int = 5000) -> int:
+    """Copy the log's dead letters into the shadow, so its read models count them too.
+
+    Dead letters are input the engine refused: kept beside the log, not in its chain, and
+    with no log position, so a replay as of a moment copies all of them.
+    """
+    copied = after = 0
+    while stored := log.dead_letters(after_id=after, limit=page):
+        with shadow.transaction() as tx:
+            tx.add_dead_letters(
+                [DeadLetter(item.source, item.locator, item.reason, item.raw) for item in stored]
+            )
+        after = stored[-1].id
+        copied += len(stored)
+    return copied
 
 
 def _drop(shadow: Target) -> None:
