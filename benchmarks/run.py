@@ -174,7 +174,7 @@ def bench_replay(dsn: str, extras: Extras) -> list[Figure]:
     log = rates.log
     extras.notes.append(
         f"replay: a log of {log.records:,} records ({log.decisions:,} decisions), built through"
-        f" the engine in {log.seconds:.1f} s ({log.rate:,.0f} records/s). On this process's"
+        f" the engine in {log.seconds:.1f} s ({log.rate:,.0f} records/s).\nOn this process's"
         f" CPU time (steadier on shared cores) the replay's ratio is"
         f" {rates.verify_cpu_rate / rates.raw_cpu_rate:.2f}."
     )
