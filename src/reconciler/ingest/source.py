@@ -5,8 +5,7 @@ JSONL files, Kafka partitions and the demo all produce these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.ingest.validation import Rejected, parse_record
 
@@ -14,8 +13,7 @@ if TYPE_CHECKING:
     from reconciler.domain.events import Fact
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
+class InputRecord(NamedTuple):
     """One record as received: `position` is its line in a file, or offset in a partition."""
 
     source: str

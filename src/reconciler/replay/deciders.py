@@ -66,10 +66,14 @@ class InMemory:
             fact = item.parsed
             if isinstance(fact, Rejected):  # pragma: no cover - the replay feeds facts only
                 raise TypeError(fact.reason)
-            derived.extend(
-                Derived(item.source, decision.decision_id, decision.type, encode_decision(decision))
-                for decision in decider.decide(fact)
-            )
+            decisions = decider.decide(fact)
+            if decisions:
+                derived.extend(
+                    Derived(
+                        item.source, decision.decision_id, decision.type, encode_decision(decision)
+                    )
+                    for decision in decisions
+                )
         return derived
 
     def states(self) -> dict[str, State]:

@@ -121,6 +121,8 @@ class _Replay:
 
     def take(self, page: list[StoredRecord]) -> list[InputRecord]:
         """Keep the page's records within the cut: facts to decide, decisions to compare."""
+        if self.cutoff.as_of.position is None and self.cutoff.as_of.clock is None:
+            return self.take_all(page)
         facts: list[InputRecord] = []
         for record in page:
             is_fact = record.kind == "fact"
@@ -139,6 +141,22 @@ class _Replay:
                 self.comparison.recorded(
                     record.source, record.record_id, record.type, record.position, record.payload
                 )
+        return facts
+
+    def take_all(self, page: list[StoredRecord]) -> list[InputRecord]:
+        """No cut: every fact to decide, every decision to compare."""
+        facts: list[InputRecord] = []
+        add = facts.append
+        recorded = self.comparison.recorded
+        for record in page:
+            if record.kind == "fact":
+                add(InputRecord(record.source, record.position, record.payload, _parse(record)))
+            else:
+                recorded(
+                    record.source, record.record_id, record.type, record.position, record.payload
+                )
+        self.result.records_read += len(page)
+        self.result.last_position = page[-1].position
         return facts
 
     def feed(self, facts: list[InputRecord]) -> None:
