@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from reconciler.api import finance
 from reconciler.api.app import create_api
@@ -32,6 +31,7 @@ from reconciler.api.server import serve
 from reconciler.api.settings import ApiSettings, Role, TokenSpec, load_api_settings
 from reconciler.config import ConfigError, load_rules
 from reconciler.logging import configure_logging
+from reconciler.progress import bounded_progress
 from reconciler.projections import ProjectionError, Projector
 from reconciler.projections.database import TRACKING
 from reconciler.store import open_store
@@ -112,19 +112,8 @@ def _projected(log_store: LogStore, rules: Rules, console: Console) -> Projector
     """A projector that has caught the read models up with the log, showing its progress."""
     projector = Projector(log_store, rules)
     pending = max(0, log_store.last_position() - log_store.positions().get(TRACKING, 0))
-    if not console.is_terminal or pending == 0:
-        projector.catch_up()
-        return projector
-    columns = (
-        TextColumn("projecting the read models"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("records"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("project", total=pending)
-        projector.catch_up(progress=lambda done: progress.update(task, completed=done))
+    with bounded_progress(console, "projecting the read models", pending) as advance:
+        projector.catch_up(progress=advance)
     return projector
 
 
