@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -7,7 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.demo import DemoConfig
-from reconciler.demo.providers import issuer_args, issuer_config, psp_args, psp_config
+from reconciler.demo.providers import (
+    _signals_deferred,
+    issuer_args,
+    issuer_config,
+    psp_args,
+    psp_config,
+)
 from reconciler.providers import cli
 from reconciler.providers.clock import RequestClock
 
@@ -68,3 +75,19 @@ def test_default_day_has_an_issuer_outage_and_a_refund_blackout() -> None:
     assert outage is not None
     assert str(outage) == "09:50-11:50"
     assert str(psp_config(config).blackout) == "23:00-00:30"
+
+
+def test_ctrl_c_while_a_simulator_spawns_arrives_once_its_handle_is_kept() -> None:
+    """SIGINT inside the spawn block is held to its end, then raised; the old handler is back."""
+    before = signal.getsignal(signal.SIGINT)
+    steps: list[str] = []
+
+    def spawn() -> None:
+        with _signals_deferred():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("handle kept")
+
+    with pytest.raises(KeyboardInterrupt):
+        spawn()
+    assert steps == ["handle kept"]
+    assert signal.getsignal(signal.SIGINT) is before

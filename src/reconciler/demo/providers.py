@@ -9,10 +9,12 @@ output goes to a temporary file, shown only when one fails to start.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -176,9 +178,10 @@ class _Simulator:
             "--clock=request",
             *self._args,
         ]
-        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdin=subprocess.DEVNULL, stdout=self._output, stderr=self._output
-        )
+        with _signals_deferred():
+            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                command, stdin=subprocess.DEVNULL, stdout=self._output, stderr=self._output
+            )
 
     def wait_until_answering(self, deadline: float) -> None:
         """Return once `/v1/stats` answers; relaunch on another port if the process died."""
@@ -212,6 +215,31 @@ class _Simulator:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    A Ctrl-C raised inside `Popen` after its fork would lose the child's handle, and
+    with it the only way to stop that process; held back, it arrives once the handle
+    is kept. Only the main thread can set handlers; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 @contextmanager
