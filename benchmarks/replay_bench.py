@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from reconciler.domain.events import Fact
+    from reconciler.domain.state import State
     from reconciler.replay.deciders import Rederiver
 
 LOG_FACTS = 300_000
@@ -272,9 +273,10 @@ class MemoryProfile:
     start_mb: float  # before the first page
     peak_mb: float
     seconds: float
-    orders: int  # orders the deciders hold at the end
+    orders: int  # orders the deciders know at the end, archived ones included
     payments: int
     serials: int
+    resident_orders: int  # of those, the ones still in memory (the rest in the cold tier)
 
     @property
     def slope(self) -> float:
@@ -317,6 +319,11 @@ def status_mb(field: str) -> float:
     raise RuntimeError(message)
 
 
+def archived_orders(state: State) -> int:
+    """The orders a state moved to its cold tier (domain/archive.py)."""
+    return 0 if state.archive is None else state.archive.archived_orders
+
+
 def child_replay(schema: str, every: int, *, trace: bool) -> None:
     """In the child: replay in memory, print RSS checkpoints and the state's size as JSON."""
     tune_for_throughput()
@@ -356,9 +363,10 @@ def child_replay(schema: str, every: int, *, trace: bool) -> None:
         "start_mb": start_mb,
         "peak_mb": status_mb("VmHWM"),
         "seconds": seconds,
-        "orders": sum(len(state.orders) for state in states),
+        "orders": sum(len(state.orders) + archived_orders(state) for state in states),
         "payments": sum(len(state.payments) for state in states),
         "serials": sum(len(state.serials) for state in states),
+        "resident_orders": sum(len(state.orders) for state in states),
     }
     if trace:
         snapshot = tracemalloc.take_snapshot()
@@ -393,6 +401,7 @@ def measure_memory(dsn: str, events: int = MEMORY_EVENTS, *, trace: bool = False
         report["orders"],
         report["payments"],
         report["serials"],
+        report["resident_orders"],
     )
 
 
@@ -409,7 +418,8 @@ def memory_table(profile: MemoryProfile) -> str:
         last_records, last_at = records, at
     lines.append(
         f"peak {profile.peak_mb:,.0f} MB; slope {profile.slope:,.0f} MB per million records;"
-        f" {profile.orders:,} orders held: {profile.bytes_per_order:,.0f} bytes per order,"
+        f" {profile.orders:,} orders known ({profile.resident_orders:,} in memory):"
+        f" {profile.bytes_per_order:,.0f} bytes per order,"
         f" {profile.bytes_per_record:,.0f} per record;"
         f" at this slope 10M records would need {profile.projected_mb(10_000_000):,.0f} MB"
     )

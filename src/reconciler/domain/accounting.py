@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from reconciler.domain.state import RefundStatus
@@ -84,11 +85,16 @@ def order_money(order: Order) -> Money:
 
 
 def total_money(state: State) -> Money:
-    """The account of every debit the engine knows, orphans included."""
+    """The account of every debit the engine knows, orphans included, archived ones too."""
     total = Money()
-    for debit in state.payments.values():
+    # The resident debits (an order moves to the archive with its debits, so theirs are
+    # resident too), then the archived orders' own.
+    for debit in dict.values(state.payments):
         order = None if debit.orphan or debit.order_id is None else state.orders.get(debit.order_id)
         total += debit_money(debit, order)
+    if state.archive is not None:
+        for order in state.archive.orders():
+            total += order_money(order)
     return total
 
 
@@ -113,7 +119,10 @@ def order_status(order: Order, money: Money, clock: datetime | None) -> OrderSta
 
 
 def reported_orders(state: State) -> Iterable[Order]:
-    """Placed orders, and ids never placed that stamps or cases name."""
-    for order in state.orders.values():
+    """Placed orders, and ids never placed that stamps or cases name (archived ones last)."""
+    orders: Iterable[Order] = state.orders.values()
+    if state.archive is not None:
+        orders = chain(orders, state.archive.orders())
+    for order in orders:
         if order.placed or order.delivered or order.cases:
             yield order

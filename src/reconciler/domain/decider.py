@@ -46,6 +46,7 @@ from reconciler.domain.state import (
     RefundStatus,
     TimerKind,
     Unmatched,
+    shared_int,
 )
 
 if TYPE_CHECKING:
@@ -123,8 +124,7 @@ class Decider:
                 fact.order_id,
                 placed=True,
                 quantity=fact.quantity,
-                unit_total=fact.unit_total,
-                total=fact.total,
+                total=shared_int(fact.total),
                 expires_at=fact.expires_at,
             )
             if fact.order_id in state.orphans:
@@ -134,8 +134,7 @@ class Decider:
             return  # the first placement is the order; a repeat changes nothing
         order.placed = True
         order.quantity = fact.quantity
-        order.unit_total = fact.unit_total
-        order.total = fact.total
+        order.total = shared_int(fact.total)
         order.expires_at = fact.expires_at
         if order.delivered > order.quantity:
             self.escalate_over_issued(order)
@@ -145,6 +144,7 @@ class Decider:
         """Rule 5: debits that waited for this order are judged as if they just arrived."""
         for debit in self.state.orphans.pop(order.order_id, ()):
             debit.orphan = False
+            debit.order_id = order.order_id  # the same id: one string, not two
             self.attach(order, debit)
 
     def on_order_cancelled(self, fact: OrderCancelled) -> None:
@@ -163,22 +163,24 @@ class Decider:
         state = self.state
         if fact.payment_id in state.payments:
             return  # the same debit from another source (callback, settlement, inquiry)
-        debit = Debit(fact.payment_id, fact.order_id, fact.amount, self.now)
-        state.payments[fact.payment_id] = debit
         order = state.orders.get(fact.order_id or "")
+        # The order's own id string when it is known: one string per id, not one per fact.
+        order_id = fact.order_id if order is None else order.order_id
+        debit = Debit(fact.payment_id, order_id, shared_int(fact.amount), self.now)
+        state.payments[fact.payment_id] = debit
         if order is not None and order.placed:
             self.attach(order, debit)
             return
         debit.orphan = True
-        if fact.order_id is not None:
-            state.orphans.setdefault(fact.order_id, []).append(debit)
+        if order_id is not None:
+            state.orphans.setdefault(order_id, []).append(debit)
         state.schedule(
             self.now + self.rules.orphan_window, TimerKind.ORPHAN_WINDOW, debit.payment_id
         )
 
     def attach(self, order: Order, debit: Debit) -> None:
         """Rules 1, 3, 4 and 6 for a debit on a known order."""
-        order.debits.append(debit)
+        order.attach_debit(debit)
         if order.cancelled and order.delivered == 0:
             if order.open_attempt is None:
                 self.command_refund(debit, debit.amount, Case.CANCELLED_ORDER_DEBIT)
@@ -393,9 +395,8 @@ class Decider:
         if order is not None:
             incident.orders.add(order.order_id)
             if incident.incident_id not in order.escalations:
-                order.escalations.append(incident.incident_id)
-            if Case.REFUND_FLOOD not in order.cases:
-                order.cases.append(Case.REFUND_FLOOD)
+                order.add_escalation(incident.incident_id)
+            order.add_case(Case.REFUND_FLOOD)
         self.decisions.append(
             RefundHeld(
                 decision_id=self.occurrence(ids.held_id(refund.refund_id)),
@@ -540,8 +541,7 @@ class Decider:
         """Record that a case was opened, on its order when the order is known."""
         if order is not None:
             order_id = order.order_id
-            if case not in order.cases:
-                order.cases.append(case)
+            order.add_case(case)
         self.decisions.append(
             DiscrepancyDetected(
                 decision_id=ids.detection_id(subject, case.value),
@@ -584,7 +584,7 @@ class Decider:
             self.detect(case, order, subject, payment_id, order_id)
         if order is not None:
             order_id = order.order_id
-            order.escalations.append(command_id)
+            order.add_escalation(command_id)
         state.open_escalations[command_id] = Escalation(command_id, case, order_id, refund_id)
         self.decisions.append(
             CaseEscalated(
@@ -627,8 +627,7 @@ class Decider:
 
     def close_on_order(self, order: Order, escalation_id: str | None) -> None:
         """Take a closed escalation off its order's open list."""
-        if escalation_id is not None and escalation_id in order.escalations:
-            order.escalations.remove(escalation_id)
+        order.remove_escalation(escalation_id)
 
     def escalate_refund(self, refund: Refund, case: Case, amount: int) -> None:
         """Escalate a case about a refund's money; the refund remembers the open case."""

@@ -16,8 +16,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from reconciler.domain.archive import OrderArchive
     from reconciler.domain.decisions import Case
     from reconciler.domain.events import Fact
+
+
+# Amounts repeat (a few prices times a few quantities): sharing one int object per value
+# rather than keeping one per fact saves 32 bytes an order and a debit. Bounded, like the
+# timestamp cache in events.py.
+_INTS: dict[int, int] = {}
+_MAX_INTS = 4096
+
+
+def shared_int(value: int) -> int:
+    """`value`, as the one int object kept for it while the cache holds it."""
+    found = _INTS.get(value)
+    if found is not None:
+        return found
+    if len(_INTS) >= _MAX_INTS:
+        _INTS.clear()
+    _INTS[value] = value
+    return value
 
 
 class RefundStatus(Enum):
@@ -83,16 +102,20 @@ class Attempt:
 
 @dataclass(slots=True)
 class Order:
-    """An order as the engine knows it; `placed` is False for ids seen only in other facts."""
+    """An order as the engine knows it; `placed` is False for ids seen only in other facts.
+
+    Millions of these stay in memory for a long replay, so an order keeps no empty
+    containers: a single debit is held as itself, and `cases` and `escalations` are the
+    shared empty tuple until something is added (then a list). Its unit total is derived
+    from `total` and `quantity` rather than kept as an int object of its own.
+    """
 
     order_id: str
     placed: bool = False
     quantity: int = 0
-    unit_total: int = 0
     total: int = 0
     expires_at: datetime | None = None
     cancelled: bool = False
-    debits: list[Debit] = field(default_factory=list)
     payment: Debit | None = None
     paid_at: datetime | None = None
     delivered: int = 0
@@ -102,9 +125,59 @@ class Order:
     # Set once a refund was commanded for the stamps not delivered (rules 2, 6, 9):
     # from then on a delivery is a double remedy (rule 10).
     undelivered_refunded: bool = False
-    cases: list[Case] = field(default_factory=list)
+    cases: list[Case] | tuple[()] = ()
     # The escalations open on this order (closed ones are removed when resolved).
-    escalations: list[str] = field(default_factory=list)
+    escalations: list[str] | tuple[()] = ()
+    # The debits attached, in attach order: none, one debit as itself, or a tuple.
+    held_debits: Debit | tuple[Debit, ...] | None = field(default=None, repr=False)
+
+    @property
+    def unit_total(self) -> int:
+        """What one stamp costs the buyer; 0 for an order never placed."""
+        # OrderPlaced guarantees total == quantity * (unit_price + unit_fee).
+        return self.total // self.quantity if self.quantity else 0
+
+    @property
+    def debits(self) -> tuple[Debit, ...]:
+        """The debits attached to this order, in the order they were attached."""
+        held = self.held_debits
+        if held is None:
+            return ()
+        if isinstance(held, tuple):
+            return held
+        return (held,)
+
+    def attach_debit(self, debit: Debit) -> None:
+        """Add a debit to the order's debits."""
+        held = self.held_debits
+        if held is None:
+            self.held_debits = debit
+        elif isinstance(held, tuple):
+            self.held_debits = (*held, debit)
+        else:
+            self.held_debits = (held, debit)
+
+    def add_case(self, case: Case) -> None:
+        """Note a case opened on this order, once."""
+        if not self.cases:
+            self.cases = [case]
+        elif case not in self.cases:
+            self.cases.append(case)
+
+    def add_escalation(self, escalation_id: str) -> None:
+        """Note an escalation opened on this order."""
+        if self.escalations:
+            self.escalations.append(escalation_id)
+        else:
+            self.escalations = [escalation_id]
+
+    def remove_escalation(self, escalation_id: str | None) -> None:
+        """Take a closed escalation off the order's open list, if it is there."""
+        escalations = self.escalations
+        if isinstance(escalations, list) and escalation_id in escalations:
+            escalations.remove(escalation_id)
+            if not escalations:
+                self.escalations = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +243,21 @@ class State:
     unmatched: list[Unmatched] = field(default_factory=list)
     timers: list[tuple[datetime, int, TimerKind, str, int]] = field(default_factory=list)
     timer_seq: int = 0
+    # A cold tier for long runs (archive.py), if the caller gave one: settled orders move
+    # there past its bound, and every lookup above still finds them.
+    archive: OrderArchive | None = None
+
+    def __post_init__(self) -> None:
+        """Wire the archive, if any, into the lookups."""
+        if self.archive is not None:
+            self.archive.attach(self)
+
+    def archive_settled(self) -> int:
+        """Move settled orders to the archive if memory is past its bound; how many moved.
+
+        Call it between facts, never while a fact is being decided.
+        """
+        return 0 if self.archive is None else self.archive.spill()
 
     def order(self, order_id: str) -> Order:
         """The order with this id, created as not placed if never seen."""

@@ -5,7 +5,9 @@ decider under the replay's rules, as the engine runs them, and hand back the dec
 records they led to as (source, id, type, payload) with the payload encoded as the
 engine encodes it, so that a byte comparison with the recorded payload is exact.
 
-`InMemory` only decides. `IntoShadow` runs the engine itself over a second, empty
+`InMemory` only decides; past `COLD_AFTER` orders a source's settled orders move to a
+temporary on-disk archive (domain/archive.py), which keeps a long replay's memory
+bounded without changing a decision. `IntoShadow` runs the engine itself over a second, empty
 store: the facts and the re-derived decisions are written there with a hash chain of
 their own, and the finance read models can then be projected from it.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from reconciler.domain.archive import OrderArchive
 from reconciler.domain.decider import Decider
 from reconciler.domain.state import State
 from reconciler.engine import Engine, encode_decision
@@ -25,6 +28,11 @@ if TYPE_CHECKING:
     from reconciler.domain.rules import Rules
     from reconciler.ingest.source import InputRecord
     from reconciler.store import LogStore
+
+
+# Orders a source's state keeps in memory before settled ones go to its archive: a
+# 10-million-record log holds about 2.5 million orders, a short one never reaches this.
+COLD_AFTER = 50_000
 
 
 class Derived(NamedTuple):
@@ -51,9 +59,10 @@ class Rederiver(Protocol):
 class InMemory:
     """One decider per source, nothing written anywhere."""
 
-    def __init__(self, rules: Rules) -> None:
-        """No source seen yet."""
+    def __init__(self, rules: Rules, *, cold_after: int | None = COLD_AFTER) -> None:
+        """No source seen yet; `cold_after` None keeps every order in memory."""
         self._rules = rules
+        self._cold_after = cold_after
         self._deciders: dict[str, Decider] = {}
 
     def feed(self, facts: Sequence[InputRecord]) -> list[Derived]:
@@ -62,7 +71,7 @@ class InMemory:
         for item in facts:
             decider = self._deciders.get(item.source)
             if decider is None:
-                decider = self._deciders[item.source] = Decider(self._rules, State())
+                decider = self._deciders[item.source] = Decider(self._rules, self._new_state())
             fact = item.parsed
             if isinstance(fact, Rejected):  # pragma: no cover - the replay feeds facts only
                 raise TypeError(fact.reason)
@@ -74,7 +83,17 @@ class InMemory:
                     )
                     for decision in decisions
                 )
+        if self._cold_after is not None:
+            # Between pages no handler holds an order, so settled ones may leave memory.
+            for decider in self._deciders.values():
+                decider.state.archive_settled()
         return derived
+
+    def _new_state(self) -> State:
+        """An empty state, with its cold tier when one was asked for."""
+        if self._cold_after is None:
+            return State()
+        return State(archive=OrderArchive(self._cold_after))
 
     def states(self) -> dict[str, State]:
         """Each source's state."""
