@@ -10,7 +10,7 @@ because they commit with the projection's position, or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -24,8 +24,9 @@ OutcomeKey = tuple[str, str, str, str, int]
 """(source, kind, outcome, reason, retryable) of an `rm_outcomes` row."""
 
 
-@dataclass(frozen=True, slots=True)
-class OrderWrite:
+# The rows are named tuples: one is made for each order a record touches, and a named
+# tuple of 14 fields builds in about a sixth of a frozen dataclass's time.
+class OrderWrite(NamedTuple):
     """An `rm_orders` row as it stands after the page.
 
     `placed_at` and `remedied_at` are firsts: the stored value, once set, is kept.
@@ -47,8 +48,7 @@ class OrderWrite:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RemedyWrite:
+class RemedyWrite(NamedTuple):
     """An `rm_remedy_times` row: the first time an order's money was remedied."""
 
     source: str
@@ -59,8 +59,7 @@ class RemedyWrite:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class CaseOpened:
+class CaseOpened(NamedTuple):
     """An escalation recorded by the engine."""
 
     source: str
@@ -72,8 +71,7 @@ class CaseOpened:
     opened_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class CaseClosed:
+class CaseClosed(NamedTuple):
     """An escalation's resolution recorded by the engine."""
 
     source: str
@@ -93,8 +91,7 @@ class Tally:
     amount: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SourceWrite:
+class SourceWrite(NamedTuple):
     """An `rm_sources` row: a shard's clock, last record and money now."""
 
     source: str

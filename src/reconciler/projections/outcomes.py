@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from reconciler.domain.events import Fact
     from reconciler.projections.changes import Changes
 
+_RESULTS = (StampIssued, StampIssuanceFailed, RefundSucceeded, RefundFailed)
+
 ISSUANCE = "issuance"
 REFUND = "refund"
 UNMATCHED = "unmatched"
@@ -35,6 +37,8 @@ UNMATCHED = "unmatched"
 
 def count_result(source: str, fact: Fact, decider: Decider, changes: Changes) -> None:
     """Tally a result fact; call before the fact is decided (it may settle its refund)."""
+    if not isinstance(fact, _RESULTS):
+        return  # most facts are not results
     if isinstance(fact, StampIssued):
         changes.count((source, ISSUANCE, "delivered", "", 0), stamps=len(fact.serial_numbers))
     elif isinstance(fact, StampIssuanceFailed):

@@ -3,7 +3,10 @@
 It reads the log after its stored position (`projection:finance`), a page at a time,
 applies each page to the in-memory model, and writes the rows the page changed together
 with the page's last position, in one transaction. A crash before the commit leaves
-rows and position as they were; a page written again writes the same rows.
+rows and position as they were; a page written again writes the same rows. On
+PostgreSQL a page is written on a thread of its own while the next one is read and
+applied, so the server's work overlaps the model's; pages still commit in order, one
+at a time.
 
 The model is memory only. On its first page (and after any failure, since the model has
 moved on while the views have not) the projector rebuilds it by feeding it the log up
@@ -13,11 +16,13 @@ page starts from; if another projector moved it, the page is refused
 (StaleProjectionError) and the next call starts again from there.
 
 `rebuild()` drops every view row and the position in one transaction and projects the
-whole log again: the read models follow from the log alone.
+whole log again: the read models follow from the log alone. Its pages are bigger:
+each order's row is written once a page, however often the page's records touch it.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,16 +30,18 @@ from reconciler.projections.changes import Changes
 from reconciler.projections.database import view_database
 from reconciler.projections.errors import StaleProjectionError
 from reconciler.projections.model import FinanceModel
-from reconciler.projections.writer import write_changes
+from reconciler.projections.writer import page_writer, write_changes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
+    from concurrent.futures import Future
 
     from reconciler.domain.rules import Rules
-    from reconciler.projections.database import Session
     from reconciler.store import LogStore, StoredRecord
 
 PAGE_SIZE = 2000
+REBUILD_PAGE = 20_000
+"""The smallest page of a rebuild: one transaction, one write of each table per page."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,25 +90,60 @@ class Projector:
 
         `progress` is called after each page with the records projected so far.
         """
-        model = self._ready()
-        done = 0
-        while limit is None or done < limit:
-            size = self._page_size if limit is None else min(self._page_size, limit - done)
-            records = list(self._store.read(after=self._position, limit=size))
-            if not records:
-                break
-            self._project(model, records)
-            done += len(records)
-            if progress is not None:
-                progress(done)
-        return done
+        return self._pages(self._page_size, limit, progress)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the read models and their position, then project the whole log again."""
+        """Drop the read models and their position, then project the whole log again.
+
+        Its pages are at least `REBUILD_PAGE` records: an order's rows are written once
+        a page however often its records touch it, so bigger pages write fewer rows.
+        """
         self._model = None
         self._views.reset()
         self._model, self._position = FinanceModel(self._rules), 0
-        return self.catch_up(progress=progress)
+        return self._pages(max(self._page_size, REBUILD_PAGE), None, progress)
+
+    def _pages(self, size: int, limit: int | None, progress: Callable[[int], None] | None) -> int:
+        """Project pages of `size` records after the stored position, at most `limit`.
+
+        Where the database allows it, a page is written on a thread of its own while the
+        next one is read and applied: the server's work overlaps the model's. Pages
+        still commit one after another, each after the one before it.
+        """
+        model = self._ready()
+        done = applied = 0
+        after = self._position
+        writing: tuple[Future[int], int] | None = None  # the page in flight, its size
+        with page_writer(threaded=self._views.overlaps_writes) as writer:
+            try:
+                while limit is None or applied < limit:
+                    page = size if limit is None else min(size, limit - applied)
+                    changes, count, last = _apply(model, self._store.read(after=after, limit=page))
+                    if writing is not None:
+                        done += self._committed(*writing)
+                        writing = None
+                        if progress is not None:
+                            progress(done)
+                    if not count:
+                        break
+                    writing = (writer.submit(self._write, changes, after, last), count)
+                    after, applied = last, applied + count
+                if writing is not None:
+                    done += self._committed(*writing)
+                    if progress is not None:
+                        progress(done)
+            except BaseException:
+                self._model = None  # it has moved past what the views hold
+                if writing is not None:
+                    with suppress(Exception):  # the error that stopped us is the one to raise
+                        self._committed(*writing)
+                raise
+        return done
+
+    def _committed(self, writing: Future[int], count: int) -> int:
+        """Wait for a page's transaction; move to its last position; return its size."""
+        self._position = writing.result()
+        return count
 
     def _ready(self) -> FinanceModel:
         """The model as of the stored position, rebuilt from the log if there is none."""
@@ -121,24 +163,28 @@ class Projector:
         self._model, self._position = model, stored
         return model
 
-    def _project(self, model: FinanceModel, records: list[StoredRecord]) -> None:
-        changes = Changes()
-        try:
-            for record in records:
-                model.apply(record, changes)
-            with self._views.write() as session:
-                self._fence(session)
-                write_changes(session, changes)
-                last = records[-1].position
-                if self._hooks.before_commit is not None:
-                    self._hooks.before_commit(last)
-                session.track(last)
-        except BaseException:
-            self._model = None  # it has moved past what the views hold
-            raise
-        self._position = last
+    def _write(self, changes: Changes, after: int, last: int) -> int:
+        """Write a page's rows and its last position in one transaction; return the position.
 
-    def _fence(self, session: Session) -> None:
-        stored = session.tracked()
-        if stored != self._position:
-            raise StaleProjectionError(self._position, stored)
+        The page is refused if the stored position is no longer `after`, where it starts.
+        """
+        with self._views.write() as session:
+            stored = session.tracked()
+            if stored != after:
+                raise StaleProjectionError(after, stored)
+            write_changes(session, changes)
+            if self._hooks.before_commit is not None:
+                self._hooks.before_commit(last)
+            session.track(last)
+        return last
+
+
+def _apply(model: FinanceModel, records: Iterable[StoredRecord]) -> tuple[Changes, int, int]:
+    """Apply records as they are read: what they change, how many, the last position."""
+    changes = Changes()
+    count = last = 0
+    for record in records:
+        model.apply(record, changes)
+        last = record.position
+        count += 1
+    return changes, count, last

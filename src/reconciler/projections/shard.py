@@ -42,9 +42,10 @@ from reconciler.projections.errors import DivergedError
 from reconciler.projections.outcomes import count_decision, count_result
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import datetime
 
-    from reconciler.domain.decisions import AnyDecision
+    from reconciler.domain.decisions import AnyDecision, Case
     from reconciler.domain.events import Fact
     from reconciler.domain.rules import Rules
     from reconciler.domain.state import Debit, Order
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from reconciler.projections.concerns import Concerned
 
 ZERO = Money()
+_STATUS_TEXT = {status: status.value for status in OrderStatus}  # `.value` is slow to reach
 REMEDIES = frozenset({OrderStatus.FULFILLED, OrderStatus.PARTIALLY_FULFILLED, OrderStatus.REFUNDED})
 """The statuses in which an order's money is settled: stamps delivered, or money back."""
 
@@ -64,8 +66,9 @@ class Shard:
         self.source = source
         self.decider = Decider(rules, State())
         self.totals = ZERO
-        # Keyed by (is an order, id): an order's debits, or one orphan debit.
-        self._accounts: dict[tuple[bool, str], Money] = {}
+        # The accounts the totals add up: each order's debits, and each orphan debit.
+        self._order_accounts: dict[str, Money] = {}
+        self._debit_accounts: dict[str, Money] = {}
         self._expiries: list[tuple[datetime, str]] = []
         self._expected: deque[str] = deque()
         # (clock, its hour), kept while the clock stands still, as it does for most facts.
@@ -78,18 +81,19 @@ class Shard:
 
     def apply_fact(self, position: int, fact: Fact, changes: Changes) -> None:
         """Decide a fact, then recompute every order and debit it moved."""
-        state = self.decider.state
-        concerned = fact_concerns(fact, self.decider)
-        changes.story.update((order_id, position) for order_id in concerned.orders)
-        count_result(self.source, fact, self.decider, changes)
+        decider = self.decider
+        state = decider.state
+        concerned = fact_concerns(fact, decider)
+        if concerned.orders:
+            story = changes.story
+            for order_id in concerned.orders:
+                story.add((order_id, position))
+        count_result(self.source, fact, decider, changes)
         incident = state.incident
         before_first_tick = state.clock is None
-        decisions = self.decider.decide(fact)
-        self._expected.extend(decision.decision_id for decision in decisions)
-        for decision in decisions:
-            concerned.add_order(decision_order(decision))
-            if (payment_id := decision_payment(decision)) is not None:
-                concerned.payments.add(payment_id)
+        decisions = decider.decide(fact)
+        if decisions:  # most facts lead to none
+            self._expect_later(decisions, concerned)
         if incident is not None and state.incident is not incident:
             # An incident closed: its orders are no longer escalated under it.
             concerned.orders.update(incident.orders)
@@ -97,17 +101,35 @@ class Shard:
             heapq.heappush(self._expiries, (fact.expires_at, fact.order_id))
         clock = state.clock
         if clock is not None:
-            if before_first_tick:
-                concerned.orders.update(state.orders)
-                concerned.payments.update(state.payments)
-            while self._expiries and self._expiries[0][0] <= clock:
-                concerned.orders.add(heapq.heappop(self._expiries)[1])
-            if concerned.orders or concerned.payments:
-                self._settle(concerned, clock, changes)
-            if self._hour is None or self._hour[0] != clock:
-                self._hour = (clock, hour_of(clock))
-            changes.hours[self.source, self._hour[1]] = self.totals
+            self._at_clock(concerned, clock, changes, first_tick=before_first_tick)
         changes.sources[self.source] = SourceWrite(self.source, clock, position, self.totals)
+
+    def _expect_later(self, decisions: list[AnyDecision], concerned: Concerned) -> None:
+        """Note the decisions a fact led to: their records follow it; what they name moved."""
+        self._expected.extend([decision.decision_id for decision in decisions])
+        for decision in decisions:
+            concerned.add_order(decision_order(decision))
+            if (payment_id := decision_payment(decision)) is not None:
+                concerned.payments.add(payment_id)
+
+    def _at_clock(
+        self, concerned: Concerned, clock: datetime, changes: Changes, *, first_tick: bool
+    ) -> None:
+        """Settle what a fact moved, and what the clock did; note the hour's totals."""
+        orders = concerned.orders
+        if first_tick:
+            state = self.decider.state
+            orders.update(state.orders)
+            concerned.payments.update(state.payments)
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= clock:
+            orders.add(heapq.heappop(expiries)[1])
+        if orders or concerned.payments:
+            self._settle(concerned, clock, changes)
+        hour = self._hour
+        if hour is None or hour[0] != clock:
+            hour = self._hour = (clock, hour_of(clock))
+        changes.hours[self.source, hour[1]] = self.totals
 
     def apply_decision(
         self, position: int, decision_id: str, decision: AnyDecision, changes: Changes
@@ -157,46 +179,71 @@ class Shard:
     def _settle(self, concerned: Concerned, clock: datetime, changes: Changes) -> None:
         """Recompute the accounts of what a fact concerns, and the rows of its orders."""
         state = self.decider.state
+        all_orders, all_payments = state.orders, state.payments
         orders, payments = concerned.orders, concerned.payments
         for payment_id in payments:
-            owner = _owner(state.payments.get(payment_id))
+            owner = _owner(all_payments.get(payment_id))
             if owner is not None:
                 orders.add(owner)
+        found: list[tuple[Order, Sequence[Debit]]] = []
         for order_id in orders:
-            order = state.orders.get(order_id)
+            order = all_orders.get(order_id)
             if order is not None:
-                payments.update(debit.payment_id for debit in order.debits)
-        for payment_id in payments:
-            debit = state.payments.get(payment_id)
-            if debit is not None:
-                money = ZERO if _owner(debit) is not None else debit_money(debit, None)
-                self._account((False, payment_id), money)
-        for order_id in orders:
-            order = state.orders.get(order_id)
-            if order is None:
-                continue
-            money = order_money(order)
-            self._account((True, order_id), money)
+                attached = order.debits
+                found.append((order, attached))
+                payments.update([debit.payment_id for debit in attached])
+        self._settle_debits(payments, all_payments)
+        for order, debits in found:
+            money = _order_money(order, debits)
+            self._account(self._order_accounts, order.order_id, money)
             # The orders `accounting.reported_orders` lists.
             if order.placed or order.delivered or order.cases:
-                self._write_order(order, money, clock, changes)
+                self._write_order(order, debits, money, clock, changes)
 
-    def _account(self, key: tuple[bool, str], money: Money) -> None:
-        old = self._accounts.get(key, ZERO)
-        if money != old:
-            self._accounts[key] = money
+    def _settle_debits(self, payments: set[str], all_payments: dict[str, Debit]) -> None:
+        """Recompute the accounts of orphan debits (an order's debits are in its account)."""
+        accounts = self._debit_accounts
+        for payment_id in payments:
+            debit = all_payments.get(payment_id)
+            if debit is None:
+                continue
+            if _owner(debit) is None:
+                self._account(accounts, payment_id, debit_money(debit, None))
+            elif payment_id in accounts:  # an orphan's until now: its order's from now on
+                self._account(accounts, payment_id, ZERO)
+
+    def _account(self, accounts: dict[str, Money], key: str, money: Money) -> None:
+        """Move the totals by what an account's money changed."""
+        old = accounts.get(key, ZERO)
+        if money is not old and money != old:
+            accounts[key] = money
             self.totals = _moved(self.totals, old, money)
 
-    def _write_order(self, order: Order, money: Money, clock: datetime, changes: Changes) -> None:
+    def _write_order(
+        self,
+        order: Order,
+        debits: Sequence[Debit],
+        money: Money,
+        clock: datetime,
+        changes: Changes,
+    ) -> None:
+        """Note an order's row as it stands now; its firsts keep the page's earlier ones."""
         key = (self.source, order.order_id)
         status = order_status(order, money, clock)
         earlier = changes.orders.get(key)
-        placed_at = earlier.placed_at if earlier is not None else None
+        if earlier is None:
+            placed_at = remedied_at = None
+        else:
+            placed_at, remedied_at = earlier.placed_at, earlier.remedied_at
         if placed_at is None and order.placed:
             placed_at = clock
-        first_debit_at = min((debit.recorded_at for debit in order.debits), default=None)
+        if not debits:
+            first_debit_at = None
+        elif len(debits) == 1:
+            first_debit_at = debits[0].recorded_at
+        else:
+            first_debit_at = min(debit.recorded_at for debit in debits)
         remedied = first_debit_at is not None and status in REMEDIES
-        remedied_at = earlier.remedied_at if earlier is not None else None
         if remedied_at is None and remedied:
             remedied_at = clock
         if remedied and first_debit_at is not None and key not in changes.remedies:
@@ -205,20 +252,20 @@ class Shard:
                 self.source, order.order_id, status.value, first_debit_at, clock, seconds
             )
         changes.orders[key] = OrderWrite(
-            source=self.source,
-            order_id=order.order_id,
-            status=status.value,
-            placed=order.placed,
-            quantity=order.quantity,
-            delivered=order.delivered,
-            money=money,
-            cases=json.dumps([case.value for case in order.cases]),
-            expires_at=order.expires_at,
-            placed_at=placed_at,
-            paid_at=order.paid_at,
-            first_debit_at=first_debit_at,
-            remedied_at=remedied_at,
-            updated_at=clock,
+            self.source,
+            order.order_id,
+            _STATUS_TEXT[status],
+            order.placed,
+            order.quantity,
+            order.delivered,
+            money,
+            _cases(order.cases),
+            order.expires_at,
+            placed_at,
+            order.paid_at,
+            first_debit_at,
+            remedied_at,
+            clock,
         )
 
 
@@ -232,6 +279,21 @@ def _owner(debit: Debit | None) -> str | None:
     if debit is None or debit.orphan:
         return None
     return debit.order_id
+
+
+def _order_money(order: Order, debits: Sequence[Debit]) -> Money:
+    """`accounting.order_money`, without its sum for the usual single debit."""
+    if len(debits) == 1:
+        return debit_money(debits[0], order)
+    return order_money(order) if debits else ZERO
+
+
+_NO_CASES = json.dumps([])
+
+
+def _cases(cases: Sequence[Case]) -> str:
+    """An order's cases as the JSON list its row keeps (nearly always empty)."""
+    return json.dumps([case.value for case in cases]) if cases else _NO_CASES
 
 
 def _moved(totals: Money, old: Money, new: Money) -> Money:
