@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from reconciler.domain.events import ClockTicked
 from reconciler.engine import Engine, Rejection
-from reconciler.ingest.jsonl import UnreadableInputError, read_jsonl
+from reconciler.ingest.jsonl import UnreadableInputError, read_jsonl_chunks
 from reconciler.ingest.source import InputRecord
 from reconciler.ingest.validation import Rejected, parse_record
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import datetime
     from pathlib import Path
 
@@ -55,20 +55,31 @@ def reconcile_file(
     """Run every line of `path` through the engine; raises UnreadableInputError."""
     run = OfflineRun(Engine(rules, store), str(path))
     derive_ticks = not _holds_ticks(path)
-    latest: datetime | None = None
+    latest: datetime | None = None  # the largest occurred_at so far: the clock, when derived
     batch: list[InputRecord] = []
-    for record in _with_clock(read_jsonl(path), derive=derive_ticks):
-        batch.append(record)
-        fact = record.parsed
-        if not isinstance(fact, Rejected) and (latest is None or fact.occurred_at > latest):
-            latest = fact.occurred_at
-        if len(batch) >= BATCH_SIZE:
-            _flush(run, batch, progress)
+    for chunk in read_jsonl_chunks(path):
+        records = _with_ticks(chunk, latest) if derive_ticks else chunk
+        latest = _latest(records, latest)
+        batch.extend(records)
+        # Cut where a record at a time would have: every BATCH_SIZE records, ticks counted.
+        while len(batch) >= BATCH_SIZE:
+            _flush(run, batch[:BATCH_SIZE], progress)
+            del batch[:BATCH_SIZE]
     final = until if until is not None else latest
     if final is not None:
         batch.append(_tick(final, "final", run.source))
     _flush(run, batch, progress)
     return run
+
+
+def _latest(records: Iterable[InputRecord], latest: datetime | None) -> datetime | None:
+    """The largest occurred_at of `latest` and the records' facts; the first of equals."""
+    # max() keeps the first of equal maxima, as `>` one record at a time does.
+    at = max(
+        (fact.occurred_at for _, _, _, fact in records if not isinstance(fact, Rejected)),
+        default=None,
+    )
+    return at if at is not None and (latest is None or at > latest) else latest
 
 
 def _holds_ticks(path: Path) -> bool:
@@ -87,16 +98,17 @@ def _candidate_lines(path: Path) -> Iterator[bytes]:
         raise UnreadableInputError(msg) from error
 
 
-def _with_clock(records: Iterator[InputRecord], *, derive: bool) -> Iterator[InputRecord]:
-    """Insert a tick before each fact that is later than the clock, when asked to."""
-    clock: datetime | None = None
+def _with_ticks(records: list[InputRecord], clock: datetime | None) -> list[InputRecord]:
+    """The records with a tick before each fact later than the clock, which then moves."""
+    out: list[InputRecord] = []
     for record in records:
         fact = record.parsed
         at = None if isinstance(fact, Rejected) else fact.occurred_at
-        if derive and at is not None and (clock is None or at > clock):
+        if at is not None and (clock is None or at > clock):
             clock = at
-            yield _tick(clock, "derived", record.source, record.position)
-        yield record
+            out.append(_tick(clock, "derived", record.source, record.position))
+        out.append(record)
+    return out
 
 
 def _tick(at: datetime, why: str, source: str, position: int = 0) -> InputRecord:
@@ -119,6 +131,5 @@ def _flush(
     run.decisions.extend(outcome.decisions)
     run.rejections.extend(outcome.rejections)
     run.records += len(batch)
-    batch.clear()
     if progress is not None:
         progress(run.records)

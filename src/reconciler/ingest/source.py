@@ -5,11 +5,15 @@ JSONL files, Kafka partitions and the demo all produce these.
 
 from __future__ import annotations
 
+from functools import partial
+from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.ingest.validation import Rejected, parse_record
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from reconciler.domain.events import Fact
 
 
@@ -30,6 +34,22 @@ class InputRecord(NamedTuple):
     def from_raw(cls, source: str, position: int, raw: bytes) -> InputRecord:
         """Parse producer bytes; a bad record becomes a rejection, never an exception."""
         return cls(source, position, raw, parse_record(raw))
+
+    @classmethod
+    def many(
+        cls,
+        source: str,
+        positions: Sequence[int],
+        raws: Sequence[bytes],
+        parsed: Sequence[Fact | Rejected],
+    ) -> list[InputRecord]:
+        """Records of one source from three columns of equal length."""
+        if not len(positions) == len(raws) == len(parsed):
+            msg = f"columns of {len(positions)}, {len(raws)} and {len(parsed)} records"
+            raise ValueError(msg)
+        # Built by tuple.__new__ from C: the named tuple's own __new__ is a Python call.
+        build = partial(tuple.__new__, cls)
+        return list(map(build, zip(repeat(source), positions, raws, parsed, strict=False)))
 
     @classmethod
     def from_fact(cls, source: str, position: int, fact: Fact) -> InputRecord:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
+from functools import cache
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from eventsourcing.sqlite import SQLiteConnection, SQLiteCursor, SQLiteDatastore, SQLiteTransaction
@@ -76,6 +78,10 @@ _INSERT_RECORD = (
     " (position, kind, record_id, type, payload, source, recorded_hash, prev_hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Rows per INSERT: one statement of many rows costs SQLite less than as many single-row
+# steps of `executemany` (about a fifth less a row in the benchmark), and 100 rows of 8
+# parameters stay under the variable limit of older SQLite builds (999).
+_ROWS_PER_INSERT = 100
 _SELECT_HEAD = "SELECT position, recorded_hash FROM records ORDER BY position DESC LIMIT 1"
 _UPSERT_POSITION = (
     "INSERT INTO input_positions (source, position) VALUES (?, ?)"
@@ -103,7 +109,7 @@ _SELECT_DEAD_LETTERS = (
     "SELECT id, source, locator, reason, raw FROM dead_letters WHERE id > ? ORDER BY id LIMIT ?"
 )
 # Keeps the bound parameters of one lookup well under SQLite's variable limit.
-_KEYS_PER_LOOKUP = 400
+_KEYS_PER_LOOKUP = 800
 
 
 class SQLiteLogStore(PagedLogStore):
@@ -205,25 +211,24 @@ class _SQLiteUnit(UnitOfWork):
         return ChainHead() if row is None else ChainHead(row[0], row[1])
 
     def _stored_keys(self, keys: set[RecordKey]) -> set[RecordKey]:
-        ordered = list(keys)
+        ids_by_kind: dict[str, list[str]] = {}
+        for kind, record_id in keys:
+            ids_by_kind.setdefault(kind, []).append(record_id)
         stored: set[RecordKey] = set()
-        for start in range(0, len(ordered), _KEYS_PER_LOOKUP):
-            chunk = ordered[start : start + _KEYS_PER_LOOKUP]
-            values = ", ".join(["(?, ?)"] * len(chunk))
-            # A join on a VALUES list is planned as index lookups; `IN (VALUES ...)` scans.
-            query = (
-                "SELECT r.kind, r.record_id"  # noqa: S608 - only placeholders are joined in
-                f" FROM (VALUES {values}) AS k"
-                " JOIN records AS r ON r.kind = k.column1 AND r.record_id = k.column2"
-            )
-            parameters = [part for key in chunk for part in key]
-            stored.update(
-                (kind, record_id) for kind, record_id in self._cursor.execute(query, parameters)
-            )
+        for kind, ids in ids_by_kind.items():
+            for start in range(0, len(ids), _KEYS_PER_LOOKUP):
+                chunk = ids[start : start + _KEYS_PER_LOOKUP]
+                rows = self._cursor.execute(_lookup_ids(len(chunk)), [kind, *chunk])
+                stored.update((kind, record_id) for (record_id,) in rows)
         return stored
 
     def _insert_rows(self, rows: Sequence[InsertRow]) -> None:
-        self._cursor.executemany(_INSERT_RECORD, rows)
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            if len(chunk) == 1:
+                self._cursor.execute(_INSERT_RECORD, chunk[0])
+            else:
+                self._cursor.execute(_insert_many(len(chunk)), list(chain.from_iterable(chunk)))
 
     def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
         self._cursor.executemany(_UPSERT_POSITION, positions)
@@ -237,6 +242,21 @@ class _SQLiteUnit(UnitOfWork):
             _INSERT_DEAD_LETTER,
             [(letter.source, letter.locator, letter.reason, letter.raw) for letter in dead_letters],
         )
+
+
+@cache
+def _lookup_ids(count: int) -> str:
+    """The query for which of `count` record ids of one kind are stored."""
+    placeholders = ", ".join(["?"] * count)
+    # A literal IN list is planned as one probe of the (kind, record_id) index per id.
+    query = "SELECT record_id FROM records WHERE kind = ? AND record_id IN"
+    return f"{query} ({placeholders})"
+
+
+@cache
+def _insert_many(rows: int) -> str:
+    """One INSERT of `rows` records (the same string each time, so sqlite3 reuses it)."""
+    return _INSERT_RECORD + ", (?, ?, ?, ?, ?, ?, ?, ?)" * (rows - 1)
 
 
 def _database_name(path: str) -> str:
