@@ -108,10 +108,14 @@ class _Statements:
             return SQL(text).format(schema=Identifier(schema)).as_bytes(None)
 
         self.create_tables = [bind(text) for text in _CREATE_TABLES]
+        self.positions_all = bind("SELECT source, position FROM {schema}.input_positions")
         self.lock = bind("LOCK TABLE {schema}.records IN EXCLUSIVE MODE")
         self.head = bind(
             "SELECT position, recorded_hash FROM {schema}.records ORDER BY position DESC LIMIT 1"
         )
+        # What a writer reads first, sent as one round trip: the lock, then under it the
+        # chain head and the input positions (a unit that only appends reads no position).
+        self.open_unit = b"; ".join((self.lock, self.head, self.positions_all))
         self.stored_keys = bind(
             "SELECT kind, record_id FROM {schema}.records WHERE (kind, record_id) IN"
             " (SELECT * FROM unnest(%s::text[], %s::text[]))"
@@ -125,7 +129,6 @@ class _Statements:
             "INSERT INTO {schema}.input_positions (source, position) VALUES (%s, %s)"
             " ON CONFLICT (source) DO UPDATE SET position = excluded.position"
         )
-        self.position = bind("SELECT position FROM {schema}.input_positions WHERE source = %s")
         self.insert_dead_letter = bind(
             "INSERT INTO {schema}.dead_letters (source, locator, reason, raw)"
             " VALUES (%s, %s, %s, %s)"
@@ -143,7 +146,6 @@ class _Statements:
             " FROM {schema}.records WHERE position > %s ORDER BY position LIMIT %s"
         )
         self.last_position = bind("SELECT coalesce(max(position), 0) FROM {schema}.records")
-        self.positions = bind("SELECT source, position FROM {schema}.input_positions")
         self.dead_letters = bind(
             "SELECT id, source, locator, reason, raw FROM {schema}.dead_letters"
             " WHERE id > %s ORDER BY id LIMIT %s"
@@ -172,8 +174,13 @@ class PostgresLogStore(PagedLogStore):
     @contextmanager
     def _open_unit(self) -> Iterator[UnitOfWork]:
         with self._cursor() as cursor, cursor.connection.transaction():
-            cursor.execute(self._sql.lock)
-            yield _PostgresUnit(cursor, self._sql)
+            cursor.execute(self._sql.open_unit)
+            cursor.nextset()
+            head_row = cursor.fetchone()
+            cursor.nextset()
+            positions: dict[str, int] = dict(cursor.fetchall())
+            head = ChainHead() if head_row is None else ChainHead(head_row[0], head_row[1])
+            yield _PostgresUnit(cursor, self._sql, head, positions)
 
     def last_position(self) -> int:
         """Return the last stored position, 0 for an empty log."""
@@ -184,7 +191,7 @@ class PostgresLogStore(PagedLogStore):
     def positions(self) -> dict[str, int]:
         """Return the input positions stored by `set_positions`."""
         with self._cursor() as cursor:
-            return dict(cursor.execute(self._sql.positions))
+            return dict(cursor.execute(self._sql.positions_all))
 
     def dead_letters(self, after_id: int = 0, limit: int | None = None) -> list[StoredDeadLetter]:
         """Return the dead letters with id greater than `after_id`, in recorded order.
@@ -226,10 +233,20 @@ class PostgresLogStore(PagedLogStore):
 
 
 class _PostgresUnit(UnitOfWork):
-    def __init__(self, cursor: Cursor[tuple[Any, ...]], statements: _Statements) -> None:
+    def __init__(
+        self,
+        cursor: Cursor[tuple[Any, ...]],
+        statements: _Statements,
+        head: ChainHead,
+        positions: dict[str, int],
+    ) -> None:
+        """Work in `cursor`'s transaction, which read `head` and `positions` under the lock."""
         super().__init__(psycopg_errors_translated)
         self._cursor = cursor
         self._sql = statements
+        self._stored_head = head
+        # Nobody else can move them before this transaction ends: writers take the lock.
+        self._positions = positions
 
     def _insert_new(self, records: Sequence[NewRecord], head: ChainHead) -> Plan:
         # Most batches hold no duplicate, and the unique index probes every key on
@@ -245,8 +262,7 @@ class _PostgresUnit(UnitOfWork):
         return optimistic
 
     def _read_head(self) -> ChainHead:
-        row = self._cursor.execute(self._sql.head).fetchone()
-        return ChainHead() if row is None else ChainHead(row[0], row[1])
+        return self._stored_head
 
     def _stored_keys(self, keys: set[RecordKey]) -> set[RecordKey]:
         kinds = [kind for kind, _ in keys]
@@ -262,12 +278,12 @@ class _PostgresUnit(UnitOfWork):
 
     def _upsert_positions(self, positions: Sequence[tuple[str, int]]) -> None:
         self._cursor.executemany(self._sql.upsert_position, positions)
+        self._positions.update(positions)
 
     def _read_position(self, name: str) -> int | None:
-        # READ COMMITTED: this statement sees every transaction committed before it,
-        # and none can commit a position meanwhile, since they all take the lock first.
-        row = self._cursor.execute(self._sql.position, (name,)).fetchone()
-        return None if row is None else int(row[0])
+        # Read under the lock when the unit opened (READ COMMITTED: every transaction
+        # committed before), and none can commit a position meanwhile: all take the lock.
+        return self._positions.get(name)
 
     def _insert_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         self._cursor.executemany(
