@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,8 @@ def build_service(
         # One request in flight keeps each partition's order, which the relay relies on.
         max_in_flight_requests_per_connection=1,
     )
+    # Set by the ingest loop when a batch committed decisions: the relay sends them at once.
+    decided = threading.Event()
     ingest = IngestLoop(
         Engine(rules, store),
         store,
@@ -52,6 +55,7 @@ def build_service(
         max_records=settings.batch_max_records,
         poll_timeout_ms=settings.poll_timeout_ms,
         retry_max_s=settings.retry_max_s,
+        on_decided=decided.set,
     )
     ticker = None
     if settings.ticker:
@@ -68,7 +72,9 @@ def build_service(
             settings.kafka_bootstrap, settings.commands_topic, settings.dead_letter_topic
         )
         relay = Relay(store, producer, topics, _leader_lock(settings, "relay"), metrics)
-    return Service(settings, store, consumer, producer, ingest, metrics, ticker, relay)
+    return Service(
+        settings, store, consumer, producer, ingest, metrics, ticker, relay, relay_wake=decided
+    )
 
 
 def _leader_lock(settings: ServiceSettings, role: str) -> LeaderLock:

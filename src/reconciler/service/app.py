@@ -36,6 +36,8 @@ class Service:
     metrics: ServiceMetrics
     ticker: Ticker | None
     relay: Relay | None
+    # Set when the log holds new decisions: the relay waits on it between empty rounds.
+    relay_wake: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def run(self, stop: threading.Event) -> None:
@@ -49,12 +51,14 @@ class Service:
             self._start("ticker", lambda: ticker.run(stop))
         if self.relay is not None:
             relay = self.relay
-            self._start("relay", lambda: _relay_forever(relay, stop, settings.relay_interval_s))
+            wake, interval_s = self.relay_wake, settings.relay_interval_s
+            self._start("relay", lambda: _relay_forever(relay, stop, wake, interval_s))
         log.info("service_started", topics=settings.input_topics, group=settings.group_id)
         try:
             self.ingest.run(settings.input_topics, stop)
         finally:
             stop.set()
+            self.relay_wake.set()  # the relay need not wait out its interval to stop
             for thread in self._threads:
                 thread.join(timeout=10)
             self.consumer.close()
@@ -68,8 +72,14 @@ class Service:
         self._threads.append(thread)
 
 
-def _relay_forever(relay: Relay, stop: threading.Event, interval_s: float) -> None:
-    """Relay until stopped; idle between empty rounds, keep going while there is work."""
+def _relay_forever(
+    relay: Relay, stop: threading.Event, wake: threading.Event, interval_s: float
+) -> None:
+    """Relay until stopped; keep going while there is work, else wait for `wake` or the interval.
+
+    The interval still bounds the wait: another process's decisions (this one may lead
+    the relay while another ingests) set no event here.
+    """
     while not stop.is_set():
         try:
             sent = relay.relay_once()
@@ -77,5 +87,6 @@ def _relay_forever(relay: Relay, stop: threading.Event, interval_s: float) -> No
             log.exception("relay_failed")
             sent = 0
         if not sent:
-            stop.wait(interval_s)
+            wake.wait(interval_s)
+            wake.clear()
     relay.close()

@@ -90,5 +90,8 @@ class Ticker:
                 self.tick_once()
             except Exception:
                 log.exception("tick_failed")
-            stop.wait(self._interval.total_seconds())
+            # To the next whole interval, not a full interval after this tick's work:
+            # waiting the full interval drifts, and now and then skips a second.
+            upcoming = floor_to(self._now(), self._interval) + self._interval
+            stop.wait(max(0.0, (upcoming - self._now()).total_seconds()))
         self._lock.release()
