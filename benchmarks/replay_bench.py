@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from reconciler.replay.deciders import Rederiver
 
 LOG_FACTS = 300_000
-MEMORY_EVENTS = 2_000_000
+MEMORY_EVENTS = 10_000_000  # issue 7's figure: peak memory of a 10-million-event replay
 SOURCES = 4
 BUILD_BATCH = 20_000
 READ_PAGE = 5_000

@@ -228,7 +228,7 @@ def bench_memory(dsn: str, extras: Extras) -> list[Figure]:
             "MB",
             f"RSS after {profile.checkpoints[0][0]:,} records",
             first,
-            "flat (ratio ~1); <= 500 MB at 10M records",
+            "<= 500 MB peak (10M-fact log)",
         )
     ]
 
