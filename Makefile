@@ -34,7 +34,7 @@ unit: venv
 demo: venv
 	$(BIN)/reconciler demo --out out/demo
 
-# Every figure beside its baseline, in a few minutes; PostgreSQL and Kafka are started for
+# Every figure beside its baseline, in 15-30 minutes; PostgreSQL and Kafka are started for
 # the run unless RECONCILER_BENCH_PG_DSN / RECONCILER_BENCH_KAFKA name them.
 # `make bench BENCH="store service"` runs only those (see benchmarks/README.md).
 bench: venv
