@@ -66,6 +66,7 @@ from reconciler.service.relay import POSITION_HEADER
 from reconciler.service.settings import ServiceSettings
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, kafka_bootstrap, postgres_dsn
+from workload import one_stamp_order
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -227,19 +228,7 @@ def order_facts(run: str, number: int) -> tuple[bytes, list[bytes]]:
     """An order paid in full and never issued: its key, its OrderPlaced and PaymentDebited."""
     now = datetime.now(UTC)
     order_id = f"LAT-{run}-{number:08d}"
-    placed = OrderPlaced(
-        event_id=f"o-{order_id}",
-        version=1,
-        occurred_at=now,
-        order_id=order_id,
-        customer_ref="c",
-        quantity=1,
-        unit_price=10_000,
-        unit_fee=2_500,
-        total=12_500,
-        expires_at=now + timedelta(minutes=30),
-        channel="web",
-    )
+    placed = OrderPlaced.model_validate(one_stamp_order(order_id, now))
     paid = PaymentDebited(
         event_id=f"p-{order_id}",
         version=1,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler.domain.events import (
     ClockTicked,
@@ -23,6 +23,23 @@ if TYPE_CHECKING:
 
 WIB = timezone(timedelta(hours=7))
 START = datetime(2024, 9, 4, 8, 0, tzinfo=WIB)
+
+
+def one_stamp_order(order_id: str, now: datetime) -> dict[str, Any]:
+    """The fields of an order for one stamp (Rp 10,000 + Rp 2,500), placed at `now`."""
+    return {
+        "event_id": f"o-{order_id}",
+        "version": 1,
+        "occurred_at": now,
+        "order_id": order_id,
+        "customer_ref": "c",
+        "quantity": 1,
+        "unit_price": 10_000,
+        "unit_fee": 2_500,
+        "total": 12_500,
+        "expires_at": now + timedelta(minutes=30),
+        "channel": "web",
+    }
 
 
 def peak_stream(count: int, seed: int = 7) -> Iterator[Fact]:
@@ -44,21 +61,7 @@ def peak_stream(count: int, seed: int = 7) -> Iterator[Fact]:
             order_number += 1
             order_id = f"ORD-{order_number:08d}"
             payment_id = f"PAY-{order_number:08d}"
-            second.append(
-                OrderPlaced.model_construct(
-                    event_id=f"o-{order_id}",
-                    version=1,
-                    occurred_at=now,
-                    order_id=order_id,
-                    customer_ref="c",
-                    quantity=1,
-                    unit_price=10_000,
-                    unit_fee=2_500,
-                    total=12_500,
-                    expires_at=now + timedelta(minutes=30),
-                    channel="web",
-                )
-            )
+            second.append(OrderPlaced.model_construct(**one_stamp_order(order_id, now)))
             second.extend(
                 PaymentDebited.model_construct(
                     event_id=f"p-{payment_id}-{source}",
