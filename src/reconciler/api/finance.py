@@ -90,8 +90,12 @@ def use_refresher(app: FastAPI, refresher: ReadModelRefresher) -> None:
     app.state.finance_views = FinanceViews(ReadModels(context.store), refresher)
 
 
-def finance_views(request: Request) -> ReadModels:
-    """The app's read models, caught up with the log (at most once a second)."""
+def finance_views(request: Request, _who: ViewerAccess) -> ReadModels:
+    """The app's read models, caught up with the log (at most once a second).
+
+    It asks for a viewer itself, so that the token is checked before the catch-up: a
+    caller without one gets its 401 without making the API read the log.
+    """
     app = request.app
     views: FinanceViews | None = getattr(app.state, "finance_views", None)
     if views is None:
