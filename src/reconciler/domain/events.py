@@ -24,6 +24,10 @@ PositiveRupiah = Annotated[int, Field(gt=0, le=10**15)]
 # object; otherwise it asks both for their offset, which made the decider's timer heap
 # the replay's costliest step.
 _PARSED: dict[str, datetime] = {}
+# The years a timestamp may fall in. The decider adds deadlines to the clock and Python's
+# datetimes end in year 9999, so a tick in 9999 would overflow there: it is bad input.
+# Checked when a string is first parsed, so a cached timestamp costs nothing more.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 _MAX_PARSED = 4096
 _ZONES: dict[tzinfo, tzinfo] = {}
 _MAX_ZONES = 256
@@ -56,9 +60,12 @@ def _parse_iso(value: object) -> datetime:
 
 
 def _require_offset(value: datetime) -> datetime:
-    """Reject naive timestamps: the SPEC says every timestamp carries its offset."""
+    """Reject naive timestamps (SPEC: every one carries its offset) and far-off years."""
     if value.tzinfo is None or value.utcoffset() is None:
         msg = "timestamp must carry a UTC offset"
+        raise ValueError(msg)
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        msg = f"timestamp {value.isoformat()} is outside the years {FIRST_YEAR}-{LAST_YEAR}"
         raise ValueError(msg)
     return value
 

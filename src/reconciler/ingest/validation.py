@@ -50,7 +50,9 @@ def parse_record(raw: bytes | str) -> Fact | Rejected:
     except ValueError:
         pass
     try:
-        data = json.loads(raw)
+        # UTF-8 and nothing else, as SPEC's JSON: json.loads alone would take UTF-16 or
+        # a byte-order mark, and readers of the stored bytes decode them as UTF-8.
+        data = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (ValueError, RecursionError) as error:
         return Rejected(f"not JSON: {_short(str(error))}")
     if not isinstance(data, dict):
