@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all venv test lint typecheck unit demo bench schemas clean
+.PHONY: all venv test lint typecheck unit demo bench schemas clean fuzz
 
 all: test
 
@@ -39,6 +39,10 @@ demo: venv
 # `make bench BENCH="store service"` runs only those (see benchmarks/README.md).
 bench: venv
 	$(BIN)/python benchmarks/run.py $(BENCH)
+
+# Hostile input at the ingest boundary, seeded: a table per family; exits 1 on a crash.
+fuzz: venv
+	$(BIN)/python scripts/fuzz.py
 
 schemas: venv
 	$(BIN)/reconciler events export events/
