@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Read
 def page(served: tuple[str, ReadModels]) -> Iterator[Page]:
     """The dashboard, signed in with a viewer token, once it has loaded."""
     url, _ = served
+    with signed_in(url) as tab:
+        yield tab
+
+
+@contextmanager
+def signed_in(url: str) -> Iterator[Page]:
+    """Chromium on the dashboard at `url`, signed in with the viewer token, once loaded."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]

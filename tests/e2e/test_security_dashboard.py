@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from reconciler.api import ApiSettings, BackgroundServer, create_api
 from reconciler.api.finance import use_refresher
@@ -23,7 +23,7 @@ from reconciler.domain.rules import Rules
 from reconciler.projections import Projector
 from reconciler.store import open_store
 from tests.builders import Log
-from tests.e2e.test_dashboard_browser import CHROMIUM, TIMEOUT_MS, TOKEN, TOKENS
+from tests.e2e.test_dashboard_browser import CHROMIUM, TOKENS, signed_in
 from tests.integration.test_api_actions import write_log
 
 if TYPE_CHECKING:
@@ -82,20 +82,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def page(served: str) -> Iterator[Page]:
     """The dashboard, signed in with a viewer token, once it has loaded."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.set_default_timeout(TIMEOUT_MS)
-            tab.goto(served + "/")
-            tab.fill("#token", TOKEN)
-            tab.click("#login-form button[type=submit]")
-            tab.wait_for_selector("body[data-loaded='true']")
-            yield tab
-        finally:
-            browser.close()
+    with signed_in(served) as tab:
+        yield tab
 
 
 def test_hostile_order_ids_are_shown_as_text(page: Page) -> None:
