@@ -68,6 +68,17 @@ def test_unknown_extra_fields_are_accepted_and_not_passed_on() -> None:
     assert "psp_trace" not in fact.model_dump()
 
 
+def test_version_written_as_1_0_is_version_1_with_or_without_extra_fields() -> None:
+    """JSON Schema's integer: `1.0` reads as 1 on the one-pass and the field-by-field path."""
+    for record in (DEBIT | {"version": 1.0}, DEBIT | {"version": 1.0, "psp_trace": "x"}):
+        fact = parse_record(json.dumps(record))
+        assert isinstance(fact, PaymentDebited)
+        assert fact.version == 1
+    assert reason(DEBIT | {"version": 1.5, "psp_trace": "x"}) == (
+        "field 'version': expected an integer, got float"
+    )
+
+
 def test_json_array_of_serials_is_accepted() -> None:
     """`serial_numbers` as a JSON array validates (kept as a tuple in the frozen model)."""
     record = {

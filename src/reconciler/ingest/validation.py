@@ -107,6 +107,10 @@ def validate_object(data: dict[str, Any]) -> Fact | Rejected:  # noqa: PLR0911 -
     version = data.get("version")
     if version is None:
         return Rejected("field 'version': missing")
+    if type(version) is float and version.is_integer():
+        # JSON Schema's integer, as events/*.json publish it and the one-pass path reads it.
+        version = int(version)
+        data = {**data, "version": version}
     if type(version) is not int:
         return Rejected(f"field 'version': expected an integer, got {type(version).__name__}")
     model = FACT_MODELS.get((kind, version))
