@@ -6,7 +6,6 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from reconciler.ingest.source import InputRecord
-from reconciler.ingest.validation import parse_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,7 +43,7 @@ def read_jsonl_chunks(path: Path, size: int = CHUNK_LINES) -> Iterator[list[Inpu
                 if len(positions) < len(raws):
                     raws = [raw for raw in raws if raw.strip()]
                 number += len(lines)
-                yield InputRecord.many(source, positions, raws, parse_records(raws))
+                yield InputRecord.from_raws(source, positions, raws)
         except OSError as error:
             msg = f"{path}: read failed: {error.strerror or error}"
             raise UnreadableInputError(msg) from error

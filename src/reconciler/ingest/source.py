@@ -9,7 +9,7 @@ from functools import partial
 from itertools import repeat
 from typing import TYPE_CHECKING, NamedTuple
 
-from reconciler.ingest.validation import Rejected, parse_record
+from reconciler.ingest.validation import Rejected, parse_record, parse_records
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,6 +34,13 @@ class InputRecord(NamedTuple):
     def from_raw(cls, source: str, position: int, raw: bytes) -> InputRecord:
         """Parse producer bytes; a bad record becomes a rejection, never an exception."""
         return cls(source, position, raw, parse_record(raw))
+
+    @classmethod
+    def from_raws(
+        cls, source: str, positions: Sequence[int], raws: Sequence[bytes]
+    ) -> list[InputRecord]:
+        """`from_raw` of each record of one source, validated many per pydantic call."""
+        return cls.many(source, positions, raws, parse_records(raws))
 
     @classmethod
     def many(

@@ -25,7 +25,6 @@ from reconciler.domain.decisions import Case, CaseEscalated, CaseResolved
 from reconciler.domain.state import Refund, RefundStatus
 from reconciler.engine import StaleBatchError
 from reconciler.ingest.source import InputRecord
-from reconciler.ingest.validation import parse_records
 from reconciler.kafka_io._kafka import (
     ConsumerRebalanceListener,
     KafkaError,
@@ -200,7 +199,7 @@ class IngestLoop:
             source = source_of(partition)
             raws = [r.value or b"" for r in polled_records]
             offsets = [r.offset for r in polled_records]
-            records += InputRecord.many(source, offsets, raws, parse_records(raws))
+            records += InputRecord.from_raws(source, offsets, raws)
             next_offset = next_offsets[partition] = polled_records[-1].offset + 1
             expected[source] = polled_records[0].offset
             # Read here, not in the writer: the consumer belongs to this thread.
