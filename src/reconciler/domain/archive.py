@@ -18,11 +18,11 @@ from __future__ import annotations
 import io
 import pickle
 import sqlite3
-from datetime import timedelta, timezone
-from functools import cache
+from datetime import timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, TypeVar, overload
 
 from reconciler.domain.decisions import Case
+from reconciler.domain.events import shared_zone
 from reconciler.domain.state import Attempt, Debit, Order, Refund, RefundStatus
 
 if TYPE_CHECKING:
@@ -43,17 +43,18 @@ _SCHEMA = (
     "CREATE TABLE refunds (refund_id TEXT PRIMARY KEY, order_id TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE serials (serial TEXT PRIMARY KEY) WITHOUT ROWID",
 )
+# Each table's key column, as _SCHEMA names it.
+_KEY = {"orders": "order_id", "payments": "payment_id", "refunds": "refund_id", "serials": "serial"}
 _BLOOM_BITS_PER_KEY = 16
 _PAGE = 2000
 
 
-@cache
-def _shared_zone(offset: timedelta, *name: str) -> timezone:
-    """One tzinfo per offset, as events.py keeps: aware datetimes compare fast then."""
-    return timezone(offset, *name)
+def _shared_zone(offset: timedelta, *name: str) -> tzinfo:
+    """The tzinfo events.py shares for this offset, so restored datetimes compare fast."""
+    return shared_zone(timezone(offset, *name))
 
 
-def _reduce_zone(zone: timezone) -> tuple[Callable[..., timezone], tuple[object, ...]]:
+def _reduce_zone(zone: timezone) -> tuple[Callable[..., tzinfo], tuple[object, ...]]:
     """Pickle a tzinfo as a call to `_shared_zone`."""
     return _shared_zone, zone.__getinitargs__()  # type: ignore[attr-defined]
 
@@ -213,8 +214,7 @@ class OrderArchive:
 
     def _holds(self, table: str) -> Callable[[str], bool]:
         """Whether `table` holds a key: the Bloom filter first, then the database."""
-        column = {"orders": "order_id", "payments": "payment_id", "refunds": "refund_id"}
-        query = f"SELECT 1 FROM {table} WHERE {column.get(table, 'serial')} = ?"  # noqa: S608 - our own names
+        query = f"SELECT 1 FROM {table} WHERE {_KEY[table]} = ?"  # noqa: S608 - our own names
 
         def holds(key: str) -> bool:
             # The filter is looked up each time: it is replaced when it fills up.
@@ -229,9 +229,8 @@ class OrderArchive:
         """The archived order that holds a payment or refund id."""
         if not self._seen[table].may_hold(key):
             return None
-        column = "payment_id" if table == "payments" else "refund_id"
         row = self._db.execute(
-            f"SELECT order_id FROM {table} WHERE {column} = ?",  # noqa: S608 - our own names
+            f"SELECT order_id FROM {table} WHERE {_KEY[table]} = ?",  # noqa: S608 - our own names
             (key,),
         ).fetchone()
         return None if row is None else str(row[0])
@@ -385,8 +384,7 @@ class OrderArchive:
         seen = self._seen[table]
         if seen.count + len(keys) > seen.capacity:
             seen = self._seen[table] = _Seen(2 * (seen.capacity + len(keys)))
-            column = {"orders": "order_id", "payments": "payment_id", "refunds": "refund_id"}
-            query = f"SELECT {column.get(table, 'serial')} FROM {table}"  # noqa: S608 - our own names
+            query = f"SELECT {_KEY[table]} FROM {table}"  # noqa: S608 - our own names
             for (key,) in self._db.execute(query):
                 seen.add(key)
             return

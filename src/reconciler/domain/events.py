@@ -49,14 +49,17 @@ def _parse_iso(value: object) -> datetime:
         msg = f"not an ISO 8601 timestamp: {value[:40]!r}"
         raise ValueError(msg) from None
     zone = _require_offset(parsed).tzinfo
-    if zone is not None and len(_ZONES) < _MAX_ZONES:
-        shared = _ZONES.setdefault(zone, zone)
-        if shared is not zone:
-            parsed = parsed.replace(tzinfo=shared)
+    if zone is not None and (shared := shared_zone(zone)) is not zone:
+        parsed = parsed.replace(tzinfo=shared)
     if len(_PARSED) >= _MAX_PARSED:
         _PARSED.clear()
     _PARSED[value] = parsed
     return parsed
+
+
+def shared_zone(zone: tzinfo) -> tzinfo:
+    """The one tzinfo object kept for `zone`'s offset (while fewer than _MAX_ZONES are)."""
+    return _ZONES.setdefault(zone, zone) if len(_ZONES) < _MAX_ZONES else zone
 
 
 def _require_offset(value: datetime) -> datetime:
