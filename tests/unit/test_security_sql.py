@@ -24,18 +24,22 @@ SQL_WORDS = re.compile(
 # text the code itself owns.
 REVIEWED = {
     # archive tables and key columns: fixed names picked from a literal dict.
-    "reconciler/domain/archive.py": {"table", "column", "column.get(table, 'serial')"},
+    "reconciler/domain/archive.py": {"table", "_KEY[table]"},
     # read-model tables, columns and conflict clauses: module constants (`Upsert`s);
-    # `stage` is `pg_temp.rm_stage_` + such a table; placeholders are `?`.
+    # `stage` is `pg_temp.rm_stage_` + such a table; `values` is placeholders (`?`);
+    # `insert` and `select` are built from those alone.
     "reconciler/projections/database.py": {
         "self.table",
         "', '.join(self.columns)",
-        "', '.join('?' * len(self.columns))",
+        "values",
+        "self.insert",
         "self.on_conflict",
         "stage",
         "columns",
         "upsert.table",
         "upsert.on_conflict",
+        "upsert.insert",
+        "select",
         "view",
         "table",
     },

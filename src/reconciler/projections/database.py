@@ -78,12 +78,15 @@ class Upsert:
     on_conflict: str  # what follows ON CONFLICT: the key, then DO NOTHING or DO UPDATE
 
     @property
+    def insert(self) -> str:
+        """`INSERT INTO` the table with its columns: what the rows come after."""
+        return f"INSERT INTO {{schema}}.{self.table} AS t ({', '.join(self.columns)})"
+
+    @property
     def statement(self) -> str:
         """The statement for one row of values."""
-        return (
-            f"INSERT INTO {{schema}}.{self.table} AS t ({', '.join(self.columns)})"  # noqa: S608 - our own names
-            f" VALUES ({', '.join('?' * len(self.columns))}) ON CONFLICT {self.on_conflict}"
-        )
+        values = ", ".join("?" * len(self.columns))
+        return f"{self.insert} VALUES ({values}) ON CONFLICT {self.on_conflict}"
 
 
 class Session(ABC):
@@ -327,7 +330,5 @@ class _PostgresSession(Session):
             copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
-        self.run(
-            f"INSERT INTO {{schema}}.{upsert.table} AS t ({columns})"  # noqa: S608 - fixed text only
-            f" SELECT {columns} FROM {stage} ON CONFLICT {upsert.on_conflict}"
-        )
+        select = f"SELECT {columns} FROM {stage}"  # noqa: S608 - our own names
+        self.run(f"{upsert.insert} {select} ON CONFLICT {upsert.on_conflict}")
