@@ -48,7 +48,7 @@ def build_service(
     # Set by the ingest loop when a batch committed decisions: the relay sends them at once.
     decided = threading.Event()
     ingest = IngestLoop(
-        Engine(rules, store),
+        Engine(rules, store, cold_after=settings.state_cold_after or None),
         store,
         consumer,
         metrics,

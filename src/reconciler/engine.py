@@ -6,6 +6,11 @@ its decisions are the same whichever process runs it and however often it restar
 each batch the engine appends the valid records to the store (which drops any
 `event_id` it already holds), runs each shard's decider on its new facts, and records
 the decisions, the rejections and the input positions in the same transaction.
+
+A long-lived engine (`reconciler serve`) gives each shard a cold tier with `cold_after`:
+past that many orders in memory, a shard's settled orders move to a private temporary
+SQLite file (domain/archive.py) after each committed batch, and come back when a fact
+names them, so its decisions are the same and its memory stays bounded.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from reconciler.domain.archive import OrderArchive
 from reconciler.domain.decider import Decider
 from reconciler.domain.state import State
 from reconciler.ingest.validation import Rejected, parse_record
@@ -63,10 +69,19 @@ class BatchOutcome:
 class Engine:
     """Runs the pure decider, one state per source, over a log store."""
 
-    def __init__(self, rules: Rules, store: LogStore) -> None:
-        """Start with no shard; `restore` rebuilds one from the log."""
+    def __init__(self, rules: Rules, store: LogStore, *, cold_after: int | None = None) -> None:
+        """Start with no shard; `restore` rebuilds one from the log.
+
+        `cold_after`: orders a shard keeps in memory before its settled ones move to a
+        temporary on-disk archive (at least 1); None keeps every order in memory. An
+        engine with archives holds temporary files: `close` it (or `forget` a source).
+        """
+        if cold_after is not None and cold_after < 1:
+            msg = f"cold_after must be at least 1, or None (got {cold_after})"
+            raise ValueError(msg)
         self.rules = rules
         self.store = store
+        self.cold_after = cold_after
         self._shards: dict[str, Decider] = {}
 
     def state(self, source: str) -> State:
@@ -79,7 +94,8 @@ class Engine:
 
     def restore(self, source: str) -> int:
         """Rebuild a source's state from its facts in the log; returns how many."""
-        decider = self._shards[source] = Decider(self.rules, State())
+        decider = self._new_shard(source)
+        state = decider.state
         count = 0
         for record in self.store.read(source=source, kind="fact"):
             fact = parse_record(record.payload)
@@ -87,12 +103,22 @@ class Engine:
                 msg = f"logged fact {record.record_id} no longer validates: {fact.reason}"
                 raise TypeError(msg)
             decider.decide(fact)
+            # Between facts, so that a long history never sits in memory all at once;
+            # below the bound this is two length checks.
+            state.archive_settled()
             count += 1
         return count
 
     def forget(self, source: str) -> None:
         """Drop a source's state (its partition moved away, or a batch failed)."""
-        self._shards.pop(source, None)
+        decider = self._shards.pop(source, None)
+        if decider is not None and decider.state.archive is not None:
+            decider.state.archive.close()
+
+    def close(self) -> None:
+        """Drop every source's state and its archive's temporary file."""
+        for source in list(self._shards):
+            self.forget(source)
 
     def process(
         self,
@@ -107,14 +133,22 @@ class Engine:
         must not have passed already (the batch's first offset), else StaleBatchError.
         If anything fails, the states of the batch's sources are dropped, since the
         decider has moved on while the log has not: restore them before going on.
+        With `cold_after`, the batch's shards then archive their settled orders.
         """
         touched = {item.source for item in batch}
         try:
-            return self._process(batch, positions or {}, expected or {})
+            outcome = self._process(batch, positions or {}, expected or {})
+            if self.cold_after is not None:
+                # Committed, and no fact is being decided: settled orders may leave memory.
+                for source in touched:
+                    decider = self._shards.get(source)
+                    if decider is not None:
+                        decider.state.archive_settled()
         except BaseException:
             for source in touched:
                 self.forget(source)
             raise
+        return outcome
 
     def _process(
         self,
@@ -166,7 +200,14 @@ class Engine:
     def _shard(self, source: str) -> Decider:
         decider = self._shards.get(source)
         if decider is None:
-            decider = self._shards[source] = Decider(self.rules, State())
+            decider = self._new_shard(source)
+        return decider
+
+    def _new_shard(self, source: str) -> Decider:
+        """An empty state for `source`, with its cold tier if asked; any old one is closed."""
+        self.forget(source)
+        state = State() if self.cold_after is None else State(archive=OrderArchive(self.cold_after))
+        decider = self._shards[source] = Decider(self.rules, state)
         return decider
 
 

@@ -162,7 +162,9 @@ class OrderArchive:
             raise ValueError(msg)
         self.bound = bound
         self._next_spill = bound
-        self._db = sqlite3.connect("", isolation_level=None)  # private, deleted on close
+        # Private, deleted on close. Any thread: the service's engine restores a shard in
+        # its consumer thread and decides in its writer thread, never both at once.
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         for statement in (
             "PRAGMA journal_mode = OFF",
             "PRAGMA synchronous = OFF",

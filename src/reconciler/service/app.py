@@ -62,6 +62,7 @@ class Service:
             for thread in self._threads:
                 thread.join(timeout=10)
             self.consumer.close()
+            self.ingest.close()  # after the consumer, whose close may still revoke partitions
             self.producer.close(timeout=10)
             self.store.close()
             log.info("service_stopped")

@@ -48,6 +48,14 @@ class ServiceSettings(BaseSettings):
         default=2000, ge=1, description="records per poll and transaction"
     )
     poll_timeout_ms: int = Field(default=200, ge=1, description="longest wait for a batch, ms")
+    state_cold_after: int = Field(
+        default=50_000,
+        ge=0,
+        description=(
+            "orders a partition's decider keeps in memory; past it, settled ones move to a"
+            " temporary file on disk until a fact names them again; 0 keeps all in memory"
+        ),
+    )
     session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="consumer group session timeout, ms"
     )
