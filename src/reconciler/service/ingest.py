@@ -49,6 +49,7 @@ log = structlog.get_logger("reconciler.ingest")
 # it back from the polling thread after each: with Python's default 5 ms interval, a
 # batch's write took about 1.4 times as long (measured on 2 busy cores).
 WRITER_SWITCH_INTERVAL_S = 0.001
+KAFKA_RETRY_S = 0.5  # pause after a poll that could not reach the broker
 
 
 def source_of(partition: TopicPartition) -> str:
@@ -125,16 +126,20 @@ class IngestLoop:
 
     def _step(self, stop: threading.Event) -> None:
         """Resync what needs it, poll, and hand the batch to the writer once it is free."""
-        if pending := set(self._consumer.assignment()) - self._ready:
+        assignment = set(self._consumer.assignment())
+        if lost := self._ready - assignment:
+            # Taken away with no revocation callback (the group dropped this member while
+            # the broker was unreachable): forget them, as `revoked` would have.
+            self._commit_hint(self._settle())
+            self._lose(lost)
+        if pending := assignment - self._ready:
             # A resync reads the log and resets states: nothing may be in flight.
             self._commit_hint(self._settle())
             if not self._store_down:
                 self._resync_or_note_outage(sorted(pending))
         batch, written = None, {}
         if not self._store_down:
-            polled = self._consumer.poll(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
-            )
+            polled = self._poll(stop, self._poll_timeout_ms)
             batch = self._decode(polled) if polled else None
             written = self._settle()
         if self._store_down:
@@ -148,6 +153,33 @@ class IngestLoop:
                 self._drop(batch)
         # Only now, so that the writer does not wait for Kafka's answer.
         self._commit_hint(written)
+
+    def _poll(
+        self, stop: threading.Event, timeout_ms: int
+    ) -> Mapping[TopicPartition, list[ConsumerRecord]]:
+        """Poll Kafka; nothing if the broker cannot be reached (retried at the next step).
+
+        kafka-python raises when it cannot reach the group coordinator (a broker
+        restarting, a cut network). Nothing is lost: the batch in flight settles as usual
+        and fetching resumes from the consumer's positions once the broker answers.
+        """
+        try:
+            polled: Mapping[TopicPartition, list[ConsumerRecord]] = self._consumer.poll(
+                timeout_ms=timeout_ms, max_records=self._max_records
+            )
+        except KafkaError as error:
+            self._metrics.kafka_errors.inc()
+            log.warning("poll_failed", error=str(error), retry_in_s=KAFKA_RETRY_S)
+            stop.wait(KAFKA_RETRY_S)
+            return {}
+        return polled
+
+    def _lose(self, partitions: Iterable[TopicPartition]) -> None:
+        """Forget partitions this process no longer holds (the batch in flight is settled)."""
+        for partition in partitions:
+            self._ready.discard(partition)
+            self._engine.forget(source_of(partition))
+        log.info("partitions_lost", sources=sorted(map(source_of, partitions)))
 
     def _resync_or_note_outage(self, partitions: list[TopicPartition]) -> None:
         """Resync `partitions`; if the store does not answer, the loop recovers next."""
@@ -252,12 +284,13 @@ class IngestLoop:
 
     def _recover(self, stop: threading.Event) -> None:
         """Pause, retry with backoff until the store answers, then resync everything."""
-        partitions = list(self._ready)
+        assignment = set(self._consumer.assignment())
+        partitions = [p for p in self._ready if p in assignment]
         self._consumer.pause(*partitions)
         delay = 0.1
         while not stop.is_set():
             # Polling while paused keeps this process in its group without fetching.
-            self._consumer.poll(timeout_ms=int(delay * 1000))
+            self._poll(stop, int(delay * 1000))
             try:
                 self._resync(list(self._consumer.assignment()))
             except (PersistenceError, OSError) as error:

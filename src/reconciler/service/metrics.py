@@ -44,6 +44,11 @@ class ServiceMetrics:
             "Batches that failed on the store and were retried.",
             registry=r,
         )
+        self.kafka_errors = Counter(
+            "reconciler_kafka_errors",
+            "Polls that failed because the broker could not be reached, and were retried.",
+            registry=r,
+        )
         self.commands_published = Counter(
             "reconciler_commands_published",
             "Commands the relay published, by type.",
