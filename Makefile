@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: all venv test lint typecheck unit demo bench schemas clean fuzz
+.PHONY: all venv test lint typecheck unit demo bench schemas clean fuzz chaos
 
 all: test
 
@@ -43,6 +43,12 @@ bench: venv
 # Hostile input at the ingest boundary, seeded: a table per family; exits 1 on a crash.
 fuzz: venv
 	$(BIN)/python scripts/fuzz.py
+
+# Faults on loopback (SIGKILLs, PostgreSQL restarts and cut sessions, broker outages, a
+# jumping clock, duplicated and reordered input), then the invariants: 5 rounds, at most
+# 20 minutes; `make chaos CHAOS="--rounds 10 --minutes 60"` for a longer campaign.
+chaos: venv
+	$(BIN)/python chaos/run.py $(CHAOS)
 
 schemas: venv
 	$(BIN)/reconciler events export events/

@@ -76,10 +76,18 @@ class TansuBroker:
     """
 
     def __init__(
-        self, port: int | None = None, *, start_timeout_s: float = START_TIMEOUT_S
+        self,
+        port: int | None = None,
+        *,
+        start_timeout_s: float = START_TIMEOUT_S,
+        advertised_port: int | None = None,
     ) -> None:
-        """A broker for `port` (a free one if None); not started until `start()`."""
+        """A broker for `port` (a free one if None); not started until `start()`.
+
+        With `advertised_port`, clients are told to connect there (a proxy in front).
+        """
         self.port = port if port is not None else free_port()
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -111,7 +119,7 @@ class TansuBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{HOST}:{self.advertised_port}",
                 "--silent",
             ],
             stdin=subprocess.DEVNULL,

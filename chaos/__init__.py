@@ -1,0 +1,1 @@
+"""The fault campaign (`make chaos`): the whole engine disturbed on loopback, then audited."""
