@@ -21,7 +21,7 @@ from reconciler.service.settings import ServiceSettings
 from reconciler.store import PostgresLogStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from pathlib import Path
 
     from reconciler.domain.decisions import AnyDecision
@@ -64,8 +64,13 @@ def service_in_thread(settings: ServiceSettings, rules: Rules | None = None) -> 
         thread.join(timeout=30)
 
 
-def service_process(settings: ServiceSettings, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start `reconciler serve` as a real process with these settings in its environment."""
+def service_process(
+    settings: ServiceSettings, log_path: Path, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `reconciler serve` as a real process with these settings in its environment.
+
+    `extra_env` is set after the settings: a variable in both takes its value from it.
+    """
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
         text = (
@@ -76,6 +81,7 @@ def service_process(settings: ServiceSettings, log_path: Path) -> subprocess.Pop
             else str(value)
         )
         env[f"RECONCILER_{name.upper()}"] = text
+    env.update(extra_env or {})
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "reconciler", "serve"], env=env, stdout=log, stderr=log
