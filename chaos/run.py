@@ -58,6 +58,7 @@ from tests.remediation_support import (
     read_log,
     replay_all,
     rules_environment,
+    troubled_day,
     unsettled,
 )
 from tests.service_support import service_process, service_settings
@@ -67,7 +68,6 @@ from chaos.crew import Crew
 from chaos.faults import KINDS, Disturber, Injected, Target
 from chaos.feed import ChaoticFeed, Delivery
 from chaos.proxy import FaultProxy
-from reconciler.demo.config import DemoConfig
 from reconciler.kafka_io import create_topics
 from reconciler.store import PostgresLogStore
 
@@ -323,17 +323,7 @@ def _disturb_and_settle(
 ) -> None:
     """Feed the day and inject the faults at once; then wait for the engine to be quiet."""
     rng = random.Random(seed)
-    day = DemoConfig(
-        orders=campaign.orders,
-        seed=seed,
-        amount_mismatch_rate=0.03,
-        orphan_debit_rate=0.03,
-        order_event_late_rate=0.03,
-        double_debit_rate=0.05,
-        late_payment_rate=0.03,
-        delivered_unpaid_rate=0.01,
-        duplicate_serial_rate=0.01,
-    )
+    day = troubled_day(campaign.orders, seed)
     facts = outside_facts(day, SECONDS_PER_DEMO_HOUR)
     here.outside = {fact.event_id for fact in facts}
     result.outside = len(here.outside)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from reconciler.demo.config import DemoConfig
 from reconciler.demo.generator import generate_day
 from reconciler.domain.accounting import debit_money, order_money, total_money
 from reconciler.domain.decider import Decider
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-    from reconciler.demo.config import DemoConfig
     from reconciler.domain.accounting import Money
     from reconciler.domain.events import Fact
     from reconciler.store import LogStore
@@ -101,6 +101,26 @@ class Outside:
     event_id: str
     key: bytes | None
     value: bytes
+
+
+def troubled_day(orders: int, seed: int) -> DemoConfig:
+    """A demo day with more of what goes wrong than a real one.
+
+    So that a few hundred orders meet every rule: wrong amounts, orphan debits, orders
+    arriving after their debit, double debits, late payments, stamps delivered unpaid,
+    serials delivered twice.
+    """
+    return DemoConfig(
+        orders=orders,
+        seed=seed,
+        amount_mismatch_rate=0.03,
+        orphan_debit_rate=0.03,
+        order_event_late_rate=0.03,
+        double_debit_rate=0.05,
+        late_payment_rate=0.03,
+        delivered_unpaid_rate=0.01,
+        duplicate_serial_rate=0.01,
+    )
 
 
 def outside_facts(config: DemoConfig, seconds_per_demo_hour: float) -> list[Outside]:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from reconciler.demo.config import DemoConfig
 from reconciler.domain.state import RefundStatus
 from reconciler.jobs.handlers import result_event_id
 from reconciler.kafka_io import create_topics
@@ -50,6 +49,7 @@ from tests.remediation_support import (
     replay_all,
     rules_environment,
     totals,
+    troubled_day,
     unsettled,
 )
 from tests.service_support import service_process, service_settings, wait_until
@@ -65,20 +65,7 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
 PARTITIONS = 4
-DAY = DemoConfig(
-    orders=300,
-    seed=20_240_904,
-    # More of what goes wrong than on a real day, so that a few hundred orders meet
-    # every rule: wrong amounts, orphan debits, orders arriving after their debit, double
-    # debits, late payments, stamps delivered unpaid, serials delivered twice.
-    amount_mismatch_rate=0.03,
-    orphan_debit_rate=0.03,
-    order_event_late_rate=0.03,
-    double_debit_rate=0.05,
-    late_payment_rate=0.03,
-    delivered_unpaid_rate=0.01,
-    duplicate_serial_rate=0.01,
-)
+DAY = troubled_day(orders=300, seed=20_240_904)
 SECONDS_PER_DEMO_HOUR = 0.75  # the ~21 h of arrivals in about 16 s
 WAVE_S = 1.0
 # Some answers of both providers come after the jobs' 1 s timeout, so the jobs ask again
