@@ -29,7 +29,6 @@ class Member:
     start: Start
     log: Path
     process: subprocess.Popen[bytes] | None = None
-    kills: int = 0
     unplanned_exits: list[int] = field(default_factory=list)
 
 
@@ -55,10 +54,13 @@ class Crew:
         """SIGKILL the process (no clean-up of any kind) and start it again at once."""
         with self._lock:
             member = self._members[name]
-            if member.process is not None and member.process.poll() is None:
+            if member.process is None:  # stopped: the round is over
+                return
+            if member.process.poll() is not None:
+                member.unplanned_exits.append(member.process.returncode)
+            else:
                 member.process.send_signal(signal.SIGKILL)
                 member.process.wait(timeout=30)
-            member.kills += 1
             member.process = member.start()
 
     def revive(self) -> list[str]:
@@ -73,19 +75,24 @@ class Crew:
         return revived
 
     def stop(self) -> None:
-        """Stop every process as an operator would (SIGTERM, then SIGKILL if it lingers)."""
+        """Stop every process as an operator would (SIGTERM, then SIGKILL if it lingers).
+
+        A process found already exited is noted as an unplanned exit. Stopped processes
+        are not started again.
+        """
         with self._lock:
             for member in self._members.values():
-                if member.process is not None:
+                if member.process is None:
+                    continue
+                if member.process.poll() is not None:
+                    member.unplanned_exits.append(member.process.returncode)
+                else:
                     stop_process(member.process)
+                member.process = None
 
     def logs(self) -> list[Path]:
         """Every process's log file."""
         return [member.log for member in self._members.values()]
-
-    def kills(self, prefix: str) -> int:
-        """How many SIGKILLs the processes named `prefix...` took."""
-        return sum(m.kills for n, m in self._members.items() if n.startswith(prefix))
 
     def unplanned_exits(self) -> dict[str, list[int]]:
         """The exit statuses of processes that exited by themselves, by name."""

@@ -1,16 +1,17 @@
 """A cold tier for a long-lived decider state: settled orders on disk, back on access.
 
-A replay of a long log would otherwise keep every order, debit, refund and serial it
-ever saw in memory (SPEC rules 3, 7 and 10 mean none can be forgotten). Past a bound,
-`OrderArchive.spill` moves settled orders to a private temporary SQLite database, each
-as one unit with its debits and refunds (pickled together, so the objects that point at
-each other still do when they come back). Lookups through the state's `orders`,
-`payments` and `refunds` bring an archived order back into memory with its debits and
-refunds; `serial in state.serials` also asks the archive. Only lookups do: whole-state
-iterations go through `archived_orders` (accounting.py does), which yields read-only
-copies. Decisions are therefore the same with or without an archive; only where the
-data sits differs. Spilling happens between batches of facts, never inside one, so no
-handler holds an order that has just left memory.
+A replay of a long log, or `reconciler serve` over a long season, would otherwise keep
+every order, debit, refund and serial it ever saw in memory (SPEC rules 3, 7 and 10
+mean none can be forgotten). Past a bound, `OrderArchive.spill` moves settled orders to
+a private temporary SQLite database, each as one unit with its debits and refunds
+(pickled together, so the objects that point at each other still do when they come
+back). Lookups through the state's `orders`, `payments` and `refunds` bring an archived
+order back into memory with its debits and refunds; `serial in state.serials` also asks
+the archive. Only lookups do: whole-state iterations go through `archived_orders`
+(accounting.py does), which yields read-only copies. Decisions are therefore the same
+with or without an archive; only where the data sits differs. Spilling happens between
+batches of facts, never inside one, so no handler holds an order that has just left
+memory.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _SCHEMA = (
 _KEY = {"orders": "order_id", "payments": "payment_id", "refunds": "refund_id", "serials": "serial"}
 _BLOOM_BITS_PER_KEY = 16
 _PAGE = 2000
+_SPILL_SHARE = 10  # a spill moves a tenth of the bound (or more): short pauses
 
 
 def _shared_zone(offset: timedelta, *name: str) -> tzinfo:
@@ -294,9 +296,10 @@ class OrderArchive:
     # -- spilling -----------------------------------------------------------------------
 
     def spill(self) -> int:
-        """Past the bound, archive settled orders, oldest first, down to half the bound.
+        """Past the bound, archive settled orders, oldest first, down to 90% of the bound.
 
-        Returns how many orders moved. Call it between facts only.
+        Returns how many orders moved. Call it between facts only. A tenth of the bound
+        at a time: each spill is a short pause for the caller, not one long one.
         """
         state = self.state
         if len(state.serials) > self.bound:
@@ -304,9 +307,10 @@ class OrderArchive:
         resident = dict.__len__(state.orders)
         if resident <= self._next_spill:
             return 0
+        step = self.bound // _SPILL_SHARE
         busy = self._busy(state)
         detached = _detached_refunds(state)
-        wanted = resident - self.bound // 2
+        wanted = resident - (self.bound - step)
         units: list[tuple[Order, tuple[Refund, ...]]] = []
         for order in dict.values(state.orders):
             refunds = self._settled_refunds(order, busy, detached)
@@ -315,8 +319,8 @@ class OrderArchive:
                 if len(units) >= wanted:
                     break
         self._store(units)
-        # Orders that are not settled stay; do not scan them again before the next half-bound.
-        self._next_spill = max(self.bound, dict.__len__(state.orders) + self.bound // 2)
+        # Orders that are not settled stay; do not scan them again before another step.
+        self._next_spill = max(self.bound, dict.__len__(state.orders) + step)
         return len(units)
 
     @staticmethod
