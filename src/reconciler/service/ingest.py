@@ -131,7 +131,8 @@ class IngestLoop:
             # Taken away with no revocation callback (the group dropped this member while
             # the broker was unreachable): forget them, as `revoked` would have.
             self._commit_hint(self._settle())
-            self._lose(lost)
+            self._forget(lost)
+            log.info("partitions_lost", sources=sorted(map(source_of, lost)))
         if pending := assignment - self._ready:
             # A resync reads the log and resets states: nothing may be in flight.
             self._commit_hint(self._settle())
@@ -174,13 +175,6 @@ class IngestLoop:
             return {}
         return polled
 
-    def _lose(self, partitions: Iterable[TopicPartition]) -> None:
-        """Forget partitions this process no longer holds (the batch in flight is settled)."""
-        for partition in partitions:
-            self._ready.discard(partition)
-            self._engine.forget(source_of(partition))
-        log.info("partitions_lost", sources=sorted(map(source_of, partitions)))
-
     def _resync_or_note_outage(self, partitions: list[TopicPartition]) -> None:
         """Resync `partitions`; if the store does not answer, the loop recovers next."""
         try:
@@ -204,6 +198,10 @@ class IngestLoop:
         """
         if self._in_flight is not None:
             wait([self._in_flight[1]])
+        self._forget(partitions)
+
+    def _forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the states of partitions this process no longer holds (none in flight)."""
         for partition in partitions:
             self._ready.discard(partition)
             self._engine.forget(source_of(partition))
