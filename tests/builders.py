@@ -33,6 +33,20 @@ START = datetime(2024, 9, 4, 9, 0, tzinfo=WIB)
 UNIT = 12_500
 F = TypeVar("F", bound=Fact)
 
+# One valid PaymentDebited record as a producer sends it, for validation tests to vary.
+DEBIT_RECORD: dict[str, Any] = {
+    "event_id": "e1",
+    "type": "PaymentDebited",
+    "version": 1,
+    "occurred_at": "2024-09-04T10:00:00+07:00",
+    "payment_id": "P1",
+    "order_id": "A1",
+    "amount": 12500,
+    "method": "QRIS",
+    "payer_ref": "payer",
+    "source": "callback",
+}
+
 
 class Log:
     """Appends facts with unique ids; `tick` moves the clock forward in seconds."""

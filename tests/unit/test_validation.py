@@ -15,23 +15,12 @@ from reconciler.ingest.validation import (
     parse_record,
     validate_object,
 )
+from tests.builders import DEBIT_RECORD as DEBIT
 from tests.strategies import logs
 
 if TYPE_CHECKING:
     from tests.builders import Log
 
-DEBIT: dict[str, Any] = {
-    "event_id": "e1",
-    "type": "PaymentDebited",
-    "version": 1,
-    "occurred_at": "2024-09-04T10:00:00+07:00",
-    "payment_id": "P1",
-    "order_id": "A1",
-    "amount": 12500,
-    "method": "QRIS",
-    "payer_ref": "payer",
-    "source": "callback",
-}
 ORDER: dict[str, Any] = {
     "event_id": "e2",
     "type": "OrderPlaced",

@@ -14,6 +14,7 @@ from reconciler.ingest import validation
 from reconciler.ingest.jsonl import read_jsonl, read_jsonl_chunks
 from reconciler.ingest.source import InputRecord
 from reconciler.ingest.validation import MAX_RECORD_BYTES, Rejected, parse_record, parse_records
+from tests.builders import DEBIT_RECORD as DEBIT
 from tests.strategies import logs
 
 if TYPE_CHECKING:
@@ -22,18 +23,6 @@ if TYPE_CHECKING:
     from tests.builders import Log
 
 T0 = "2024-09-04T10:00:00+07:00"
-DEBIT: dict[str, Any] = {
-    "event_id": "e1",
-    "type": "PaymentDebited",
-    "version": 1,
-    "occurred_at": T0,
-    "payment_id": "P1",
-    "order_id": "A1",
-    "amount": 12500,
-    "method": "QRIS",
-    "payer_ref": "payer",
-    "source": "callback",
-}
 STAMPS: dict[str, Any] = {
     "event_id": "e2",
     "type": "StampIssued",
