@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.ser
 
 from tests.service_support import service_in_thread, service_settings
 
+from reconciler.bootstrap import service_topics
 from reconciler.domain.events import OrderPlaced, PaymentDebited
 from reconciler.domain.rules import Rules
 from reconciler.kafka_io import (
@@ -66,6 +67,7 @@ from reconciler.service.relay import POSITION_HEADER
 from reconciler.service.settings import ServiceSettings
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, kafka_bootstrap, postgres_dsn
+from terminal import progress
 from workload import one_stamp_order
 
 if TYPE_CHECKING:
@@ -141,12 +143,6 @@ class Received:
     received_ms: float
     created_ms: float
     position: int
-
-
-def progress(text: str) -> None:
-    """Overwrite the progress line on stderr."""
-    sys.stderr.write(f"\r\x1b[K{text}")
-    sys.stderr.flush()
 
 
 class Watcher:
@@ -342,10 +338,7 @@ def run_service(
         relay=True,
     )
     # The topics as build_service makes them, made first so the watcher can be assigned.
-    create_topics(
-        bootstrap,
-        {topic: PARTITIONS, settings.commands_topic: PARTITIONS, settings.dead_letter_topic: 1},
-    )
+    create_topics(bootstrap, service_topics(settings))
     watcher = Watcher(bootstrap, settings.commands_topic, PARTITIONS)
     watcher.start()
     store = PostgresLogStore(dsn, schema=schema)

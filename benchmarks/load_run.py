@@ -65,11 +65,13 @@ from rich.table import Table
 from tests.service_support import service_process, service_settings
 
 from kafka_baseline import MAX_RECORDS, bare_consume_rate
+from reconciler.bootstrap import service_topics
 from reconciler.kafka_io import create_topics, partition_for, producer_config
 from reconciler.kafka_io._kafka import KafkaProducer
 from reconciler.logging import configure_logging
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, kafka_bootstrap, postgres_dsn
+from terminal import progress
 from workload import peak_stream
 
 if TYPE_CHECKING:
@@ -706,12 +708,6 @@ def series_table(rows: Sequence[Window]) -> Table:
 # --- the run --------------------------------------------------------------------------------
 
 
-def progress(text: str) -> None:
-    """Overwrite the progress line on stderr."""
-    sys.stderr.write(f"\r\x1b[K{text}")
-    sys.stderr.flush()
-
-
 class RunFailedError(RuntimeError):
     """The run could not be carried out (not a measured failure)."""
 
@@ -819,10 +815,7 @@ def measure(bootstrap: str, dsn: str, options: Options) -> tuple[Summary, list[S
             relay=True,
             ticker=False,
         )
-        create_topics(
-            bootstrap,
-            {topic: PARTITIONS, settings.commands_topic: PARTITIONS, settings.dead_letter_topic: 1},
-        )
+        create_topics(bootstrap, service_topics(settings))
         store = PostgresLogStore(dsn, schema=schema)
         store.create_tables()
         plan = OfferPlan(bootstrap, topic, options.rate, options.seconds)

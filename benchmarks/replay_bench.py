@@ -58,6 +58,7 @@ from reconciler.replay.rederive import ReplayResult, replay_log
 from reconciler.runtime import tune_for_throughput
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, postgres_dsn
+from terminal import progress
 from workload import peak_stream
 
 if TYPE_CHECKING:
@@ -75,12 +76,6 @@ READ_PAGE = 5_000
 RUNS = 5
 CHILD_DSN = "RECONCILER_REPLAY_BENCH_DSN"
 BYTES_PER_MB = 1 << 20
-
-
-def progress(text: str) -> None:
-    """Overwrite the progress line on stderr."""
-    sys.stderr.write(f"\r\x1b[K{text}")
-    sys.stderr.flush()
 
 
 # -- the log ------------------------------------------------------------------------------

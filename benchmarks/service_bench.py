@@ -40,6 +40,7 @@ from reconciler.logging import configure_logging
 from reconciler.runtime import tune_for_throughput
 from reconciler.store import PostgresLogStore
 from servers import fresh_schema, kafka_bootstrap, postgres_dsn
+from terminal import progress
 from workload import peak_facts
 
 RECORDS = 160_000
@@ -67,12 +68,6 @@ class EndToEnd:
     def ratio(self) -> float:
         """The service's rate over the bare consumer's (higher is better; target >= 0.7)."""
         return self.service_rate / self.bare_rate
-
-
-def progress(text: str) -> None:
-    """Overwrite the progress line on stderr."""
-    sys.stderr.write(f"\r\x1b[K{text}")
-    sys.stderr.flush()
 
 
 def fill(bootstrap: str, topic: str, records: int) -> dict[str, int]:

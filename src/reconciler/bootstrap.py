@@ -22,18 +22,22 @@ if TYPE_CHECKING:
     from reconciler.service.settings import ServiceSettings
 
 
+def service_topics(settings: ServiceSettings) -> dict[str, int]:
+    """The topics the service needs, with their partition counts, as it creates them."""
+    partitions = settings.input_partitions
+    return dict.fromkeys(settings.input_topics, partitions) | {
+        settings.commands_topic: partitions,
+        settings.dead_letter_topic: 1,
+    }
+
+
 def build_service(
     settings: ServiceSettings, rules: Rules, metrics: ServiceMetrics | None = None
 ) -> Service:
     """Open the store, make sure the topics exist, and wire the loop, ticker and relay."""
     metrics = metrics if metrics is not None else ServiceMetrics()
     store = open_store(settings.store_url, schema=settings.store_schema)
-    partitions = settings.input_partitions
-    create_topics(
-        settings.kafka_bootstrap,
-        dict.fromkeys(settings.input_topics, partitions)
-        | {settings.commands_topic: partitions, settings.dead_letter_topic: 1},
-    )
+    create_topics(settings.kafka_bootstrap, service_topics(settings))
     consumer = KafkaConsumer(
         **consumer_config(settings.kafka_bootstrap, settings.group_id)
         | {"session_timeout_ms": settings.session_timeout_ms}
