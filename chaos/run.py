@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Run as `python chaos/run.py` from anywhere: the rig's helpers live in the tests package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,8 +50,6 @@ from tests.remediation_support import (
     E2E_RULES,
     JobsProcessSettings,
     OperatorDesk,
-    approve_open_incidents,
-    issued_serials,
     jobs_process,
     logged_sources,
     outside_facts,
@@ -59,15 +57,16 @@ from tests.remediation_support import (
     replay_all,
     rules_environment,
     troubled_day,
-    unsettled,
+    wait_quiet,
 )
-from tests.service_support import service_process, service_settings
+from tests.service_support import service_process, service_settings, wait_until
 
 from chaos.checks import Leftovers, Verdict, audit
 from chaos.crew import Crew
 from chaos.faults import KINDS, Disturber, Injected, Target
 from chaos.feed import ChaoticFeed, Delivery
 from chaos.proxy import FaultProxy
+from reconciler.bootstrap import service_topics
 from reconciler.kafka_io import create_topics
 from reconciler.store import PostgresLogStore
 
@@ -192,6 +191,7 @@ class Round:
     crew: Crew = field(default_factory=Crew)
     application_names: list[str] = field(default_factory=list)
     outside: set[str] = field(default_factory=set)  # the event_ids of the day's outside facts
+    commands_topic: str = ""  # the services' commands topic, once they are set up
 
 
 def run_round(stage_: Stage, number: int, campaign: Campaign) -> RoundResult:
@@ -279,10 +279,8 @@ def _start_crew(here: Round, issuer_url: str, psp_url: str) -> None:
             )
         )
     first = settings[0]
-    create_topics(
-        here.stage.bootstrap,
-        {here.topic: PARTITIONS, first.commands_topic: PARTITIONS, first.dead_letter_topic: 1},
-    )
+    here.commands_topic = first.commands_topic
+    create_topics(here.stage.bootstrap, service_topics(first))
     for number, each in enumerate(settings):
         log = here.folder / f"serve-{number}.log"
         here.crew.add(f"serve-{number}", partial(service_process, each, log), log)
@@ -304,12 +302,11 @@ def _wait_serving(here: Round) -> None:
     store = PostgresLogStore(here.stage.postgres.dsn, schema=here.schema)
     wanted = {f"{here.topic}:{number}" for number in range(PARTITIONS)}
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not wanted <= logged_sources(store):
-            if time.monotonic() > deadline:
-                msg = f"no tick in every partition after {START_TIMEOUT_S:g} s (see {here.folder})"
-                raise TimeoutError(msg)
-            time.sleep(0.2)
+        wait_until(
+            lambda: wanted <= logged_sources(store),
+            START_TIMEOUT_S,
+            f"a tick in every partition (see {here.folder})",
+        )
     finally:
         store.close()
 
@@ -378,30 +375,22 @@ def _wait_quiet(here: Round, issuer: Simulator) -> None:
         E2E_RULES,
         here.folder / "operator.log",
     )
-    approved: set[str] = set()
-    reasons = ["not checked yet"]
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
     try:
-        while time.monotonic() < deadline:
-            here.crew.revive()
-            log = read_log(store)
-            replays = replay_all(log, E2E_RULES, check_money=False)
-            approve_open_incidents(replays, approved, desk)
-            reasons = unsettled(replays, here.outside)
-            unreported = set(issuer.stats()["issues_by_key"]) - set(issued_serials(log))
-            if unreported:
-                reasons.append(f"{len(unreported)} issuer keys not reported to the engine yet")
-            if not reasons:
-                return
-            time.sleep(1.0)
+        wait_quiet(
+            store,
+            here.outside,
+            lambda: issuer.stats()["issues_by_key"],
+            desk,
+            timeout=SETTLE_TIMEOUT_S,
+            each_poll=here.crew.revive,
+            logs=here.folder,
+        )
     finally:
         store.close()
-    msg = f"not quiet after {SETTLE_TIMEOUT_S:g} s: {'; '.join(reasons[:6])} (see {here.folder})"
-    raise TimeoutError(msg)
 
 
 def _leftovers(
-    here: Round, result: RoundResult, psp: dict[str, object], issuer: dict[str, object]
+    here: Round, result: RoundResult, psp: dict[str, Any], issuer: dict[str, Any]
 ) -> Leftovers:
     """Read back what the round left, every process stopped."""
     store = PostgresLogStore(here.stage.postgres.dsn, schema=here.schema)
@@ -412,14 +401,11 @@ def _leftovers(
     finally:
         store.close()
     replays = replay_all(log, E2E_RULES)
-    commands_topic = here.topic + ".commands"
-    published = published_commands(here.stage.bootstrap, commands_topic, PARTITIONS)
+    published = published_commands(here.stage.bootstrap, here.commands_topic, PARTITIONS)
     result.logged = sum(len(records) for records in log.values())
     result.commands = sum(len(r.commands) for r in replays.values())
-    paid = psp["paid_out_by_refund"]
-    result.refunds_paid = len(paid) if isinstance(paid, dict) else 0
-    stamps = issuer["stamps_issued"]
-    result.stamps_issued = stamps if isinstance(stamps, int) else 0
+    result.refunds_paid = len(psp["paid_out_by_refund"])
+    result.stamps_issued = issuer["stamps_issued"]
     return Leftovers(
         log=log,
         replays=replays,

@@ -37,9 +37,10 @@ from reconciler.ingest.validation import Rejected, parse_record
 from reconciler.jobs.handlers import result_event_id
 from reconciler.kafka_io import producer_config
 from reconciler.kafka_io._kafka import KafkaProducer
+from tests.service_support import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from reconciler.domain.accounting import Money
@@ -496,3 +497,48 @@ def approve_open_incidents(
         if done.returncode != 0 and not closed_meanwhile:
             msg = f"operator approve {incident.incident_id} failed: {done.stderr.decode()}"
             raise AssertionError(msg)
+
+
+def wait_quiet(  # noqa: PLR0913 - everything the wait watches
+    store: LogStore,
+    outside_ids: set[str],
+    issued_keys: Callable[[], Iterable[str]],
+    desk: OperatorDesk,
+    *,
+    timeout: float,
+    each_poll: Callable[[], object],
+    logs: Path,
+) -> set[str]:
+    """Wait until the engine is quiet, replaying the log at most once a second.
+
+    Meanwhile the operator approves every refund-flood incident it sees open, and quiet
+    also means that every stamp the issuer issued (`issued_keys`: its idempotency keys)
+    has been reported to the engine. `each_poll` runs at every poll, first (to check on
+    the processes). Returns the incidents approved; on timeout, fails saying why the
+    engine is not quiet and where the logs are.
+    """
+    approved: set[str] = set()
+    reasons = ["not checked yet"]
+    last_check = 0.0
+
+    def quiet() -> bool:
+        nonlocal reasons, last_check
+        each_poll()
+        if time.monotonic() - last_check < 1.0:
+            return False
+        last_check = time.monotonic()
+        log = read_log(store)
+        replays = replay_all(log, desk.rules, check_money=False)
+        approve_open_incidents(replays, approved, desk)
+        reasons = unsettled(replays, outside_ids)
+        unreported = set(issued_keys()) - set(issued_serials(log))
+        if unreported:
+            reasons.append(f"{len(unreported)} issuer keys not reported to the engine yet")
+        return not reasons
+
+    try:
+        wait_until(quiet, timeout, "the engine to settle")
+    except AssertionError as error:
+        msg = f"{error}: {'; '.join(reasons[:8])} (logs in {logs})"
+        raise AssertionError(msg) from error
+    return approved

@@ -18,13 +18,13 @@ back as an auditor would.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from reconciler.bootstrap import service_topics
 from reconciler.domain.state import RefundStatus
 from reconciler.jobs.handlers import result_event_id
 from reconciler.kafka_io import create_topics
@@ -35,7 +35,6 @@ from tests.remediation_support import (
     E2E_RULES,
     JobsProcessSettings,
     OperatorDesk,
-    approve_open_incidents,
     ensure_running,
     escalation_reasons,
     feed,
@@ -50,7 +49,7 @@ from tests.remediation_support import (
     rules_environment,
     totals,
     troubled_day,
-    unsettled,
+    wait_quiet,
 )
 from tests.service_support import service_process, service_settings, wait_until
 
@@ -119,10 +118,7 @@ def day_run(
         ticker=True,
         tick_interval_s=1.0,
     )
-    create_topics(
-        kafka_bootstrap,
-        {topic: PARTITIONS, settings.commands_topic: PARTITIONS, settings.dead_letter_topic: 1},
-    )
+    create_topics(kafka_bootstrap, service_topics(settings))
     facts = outside_facts(DAY, SECONDS_PER_DEMO_HOUR)
     simulators: list[Simulator] = []
     processes: dict[Path, subprocess.Popen[bytes]] = {}
@@ -161,8 +157,15 @@ def day_run(
         outside = {fact.event_id for fact in facts}
         assert feed(kafka_bootstrap, topic, facts, WAVE_S) == len(outside)
         desk = OperatorDesk(pg_dsn, schema, kafka_bootstrap, E2E_RULES, folder / "operator.log")
-        approved: set[str] = set()
-        _wait_settled(store, outside, processes, folder, issuer, desk, approved)
+        approved = wait_quiet(
+            store,
+            outside,
+            lambda: issuer.stats()["issues_by_key"],
+            desk,
+            timeout=SETTLE_TIMEOUT_S,
+            each_poll=lambda: ensure_running(processes),
+            logs=folder,
+        )
         psp_stats, issuer_stats = psp.stats(), issuer.stats()
         for process in reversed(processes.values()):
             stop_process(process)
@@ -186,46 +189,6 @@ def day_run(
             stop_simulator(simulator)
         store.close()
         drop_schema(pg_dsn, schema)
-
-
-def _wait_settled(  # noqa: PLR0913, PLR0917 - everything the wait watches
-    store: PostgresLogStore,
-    outside_ids: set[str],
-    processes: dict[Path, subprocess.Popen[bytes]],
-    folder: Path,
-    issuer: Simulator,
-    desk: OperatorDesk,
-    approved: set[str],
-) -> None:
-    """Wait until the engine is quiet, replaying the log at most once a second.
-
-    Meanwhile the operator approves every refund-flood incident it sees open, and quiet
-    also means that every stamp the issuer issued has been reported to the engine.
-    """
-    reasons = ["not checked yet"]
-    last_check = 0.0
-
-    def settled() -> bool:
-        nonlocal reasons, last_check
-        ensure_running(processes)
-        if time.monotonic() - last_check < 1.0:
-            return False
-        last_check = time.monotonic()
-        log = read_log(store)
-        replays = replay_all(log, E2E_RULES, check_money=False)
-        approve_open_incidents(replays, approved, desk)
-        reasons = unsettled(replays, outside_ids)
-        unreported = set(issuer.stats()["issues_by_key"]) - set(issued_serials(log))
-        if unreported:
-            reasons.append(f"{len(unreported)} issuer keys not reported to the engine yet")
-        return not reasons
-
-    try:
-        wait_until(settled, SETTLE_TIMEOUT_S, "the engine to settle")
-    except AssertionError as error:
-        detail = "; ".join(reasons[:8])
-        msg = f"{error}: {detail} (logs in {folder})"
-        raise AssertionError(msg) from error
 
 
 def test_the_whole_day_was_logged_and_every_command_answered_on_an_intact_chain(
