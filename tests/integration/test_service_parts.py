@@ -22,6 +22,7 @@ from reconciler.service.leader import PostgresLeaderLock
 from reconciler.service.metrics import ServiceMetrics
 from reconciler.service.ticker import Ticker
 from reconciler.store import PostgresLogStore
+from tests.builders import DEBIT_RECORD
 from tests.kafka_broker import free_port
 from tests.service_support import service_in_thread, service_settings, wait_until
 
@@ -126,18 +127,7 @@ def test_metrics_are_served_for_prometheus(
     """/metrics shows records in, facts, decisions, dead letters and lag; one log line a batch."""
     topic = kafka_topic_factory("metrics", 1)
     later = dict(TICK, event_id="t2", at="2024-09-04T10:10:00+07:00")
-    debit = {
-        "event_id": "d1",
-        "type": "PaymentDebited",
-        "version": 1,
-        "occurred_at": "2024-09-04T10:00:00+07:00",
-        "payment_id": "P1",
-        "order_id": "A1",
-        "amount": 12500,
-        "method": "QRIS",
-        "payer_ref": "p",
-        "source": "callback",
-    }
+    debit = DEBIT_RECORD | {"event_id": "d1", "payer_ref": "p"}
     values = [TICK, ORDER, debit, later]
     records = [(None, json.dumps(v).encode(), None) for v in values] + [(None, b"oops", None)]
     produce_all(kafka_bootstrap, topic, records, partition=0)
